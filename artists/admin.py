@@ -1,0 +1,154 @@
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
+
+from artists.models import Artist, ArtistImage, Source, Voice, Wardrobe
+from artists.selectors import artists_visible_to
+from mcn_site.lib.admin import ScopedAdmin, thumbnail
+from mcn_site.lib.forms import CommaSeparatedField
+from mcn_site.lib.roles import is_ops
+
+
+@admin.register(Voice)
+class VoiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "engine", "speaker_id", "has_sample", "artist_count"]
+    list_filter = ["engine"]
+    search_fields = ["name", "speaker_id", "notes"]
+    fieldsets = [
+        (None, {"fields": ["name", "engine", "speaker_id"]}),
+        ("Zero-shot sample", {"fields": ["sample_audio", "sample_player", "sample_transcription"]}),
+        (None, {"fields": ["notes"]}),
+    ]
+    readonly_fields = ["sample_player"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_artists=Count("artists"))
+
+    @admin.display(boolean=True, description="Sample")
+    def has_sample(self, voice):
+        return bool(voice.sample_audio)
+
+    @admin.display(description="Artists", ordering="n_artists")
+    def artist_count(self, voice):
+        return voice.n_artists
+
+    @admin.display(description="Listen")
+    def sample_player(self, voice):
+        if not voice.sample_audio:
+            return "–"
+        return format_html('<audio controls preload="none" src="{}"></audio>', voice.sample_audio.url)
+
+
+@admin.register(Wardrobe)
+class WardrobeAdmin(admin.ModelAdmin):
+    list_display = ["preview_thumb", "name", "category", "lora_name"]
+    list_display_links = ["preview_thumb", "name"]
+    list_filter = ["category"]
+    search_fields = ["name"]
+    fields = ["name", "category", "preview", "comfy_payload"]
+
+    @admin.display(description="")
+    def preview_thumb(self, wardrobe):
+        return thumbnail(wardrobe.preview, alt=wardrobe.name)
+
+    @admin.display(description="LoRA")
+    def lora_name(self, wardrobe):
+        return (wardrobe.comfy_payload or {}).get("lora_name", "–") if isinstance(wardrobe.comfy_payload, dict) else "–"
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "category", "url", "max_items"]
+    list_filter = ["category"]
+    search_fields = ["name", "url", "instruction"]
+
+
+class ArtistImageInline(admin.TabularInline):
+    model = ArtistImage
+    extra = 0
+    fields = ["kind", "image", "preview", "caption"]
+    readonly_fields = ["preview"]
+
+    @admin.display(description="Preview")
+    def preview(self, image):
+        return thumbnail(image.image, size=64)
+
+
+class ArtistForm(forms.ModelForm):
+    content_focus = CommaSeparatedField(help_text="Topics to cover, separated by commas.")
+    excluded_keywords = CommaSeparatedField(help_text="Topics never to touch, separated by commas.")
+
+    class Meta:
+        model = Artist
+        fields = "__all__"
+
+
+@admin.register(Artist)
+class ArtistAdmin(ScopedAdmin):
+    form = ArtistForm
+    scope = staticmethod(artists_visible_to)
+    list_display = ["face_thumb", "stage_name", "niche", "voice", "active", "post_count"]
+    list_display_links = ["face_thumb", "stage_name"]
+    list_filter = ["niche", "active"]
+    list_select_related = ["voice"]
+    search_fields = ["stage_name", "slug", "persona"]
+    prepopulated_fields = {"slug": ["stage_name"]}
+    autocomplete_fields = ["voice"]
+    filter_horizontal = ["allowed_wardrobes", "default_sources", "members"]
+    inlines = [ArtistImageInline]
+    readonly_fields = ["face_preview", "related_links", "created_at", "updated_at"]
+    fieldsets = [
+        ("🧬 DNA", {"fields": ["stage_name", "slug", "niche", "persona", "speaking_style", "content_focus",
+                               "excluded_keywords", "colour", "active"]}),
+        ("📸 Visuals", {"fields": ["face_anchor", "face_preview", "full_body", "three_view_sheet"],
+                        "description": "Master visuals. Poses and studio backdrops are listed below."}),
+        ("⚙️ Config", {"fields": ["voice", "allowed_wardrobes", "default_sources", "members"]}),
+        ("Work", {"fields": ["related_links", "created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_posts=Count("posts", distinct=True))
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only ops decide who works on an artist.
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if is_ops(request.user) else [*fields, "members"]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change and not is_ops(request.user):
+            # A producer who creates an artist works on it: without this it would vanish from their list.
+            form.instance.members.add(request.user)
+
+    @admin.display(description="")
+    def face_thumb(self, artist):
+        return thumbnail(artist.face_anchor, alt=artist.stage_name)
+
+    @admin.display(description="Face anchor")
+    def face_preview(self, artist):
+        return thumbnail(artist.face_anchor, size=160, alt=artist.stage_name)
+
+    @admin.display(description="Posts", ordering="n_posts")
+    def post_count(self, artist):
+        return artist.n_posts
+
+    @admin.display(description="Schedules and posts")
+    def related_links(self, artist):
+        if not artist.pk:
+            return "Save the artist first."
+        schedules = reverse("admin:schedules_schedule_changelist") + f"?artist__id__exact={artist.pk}"
+        new_schedule = reverse("admin:schedules_schedule_add") + f"?artist={artist.pk}"
+        posts = reverse("admin:posts_post_changelist") + f"?artist__id__exact={artist.pk}"
+        new_post = reverse("admin:posts_post_add") + f"?artist={artist.pk}"
+        return format_html(
+            '<a href="{}">📅 Schedules ({})</a> · <a href="{}">➕ New schedule for this artist</a><br>'
+            '<a href="{}">🎬 Posts ({})</a> · <a href="{}">➕ New post</a>',
+            schedules,
+            artist.schedules.count(),
+            new_schedule,
+            posts,
+            artist.posts.count(),
+            new_post,
+        )

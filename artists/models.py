@@ -1,0 +1,219 @@
+"""Artists and the assets they are built from: voices, wardrobes, sources, master visuals."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from mcn_site.lib.media import SquareImageValidator, VoiceSampleValidator, validate_image
+
+FACE_ANCHOR_MIN_SIDE = 512
+VOICE_SAMPLE_SECONDS = (3.0, 30.0)
+
+
+class Niche(models.TextChoices):
+    FINANCE = "finance", "Finance"
+    TECH = "tech", "Tech"
+    KIDS = "kids", "Kids"
+    METAPHYSICS = "metaphysics", "Metaphysics"
+
+
+class Voice(models.Model):
+    class Engine(models.TextChoices):
+        COSYVOICE = "cosyvoice", "CosyVoice"
+
+    name = models.CharField(max_length=120)
+    engine = models.CharField(max_length=20, choices=Engine.choices, default=Engine.COSYVOICE)
+    speaker_id = models.CharField(
+        max_length=120, blank=True, help_text="CosyVoice SFT speaker id. Leave empty for zero-shot cloning."
+    )
+    sample_audio = models.FileField(
+        upload_to="voices/",
+        blank=True,
+        validators=[VoiceSampleValidator(*VOICE_SAMPLE_SECONDS)],
+        help_text="WAV or MP3, 3 to 30 s, one clear speaker. Used for zero-shot cloning.",
+    )
+    sample_transcription = models.TextField(
+        blank=True, help_text="The exact words spoken in the sample (zero-shot cloning needs them)."
+    )
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.sample_audio and not self.sample_transcription.strip():
+            raise ValidationError(
+                {"sample_transcription": "Type the exact words spoken in the sample: zero-shot cloning needs them."}
+            )
+        if not self.sample_audio and not self.speaker_id.strip():
+            raise ValidationError(
+                {"sample_audio": "Give a sample recording (zero-shot cloning) or a speaker id (SFT voice)."}
+            )
+
+
+class Wardrobe(models.Model):
+    class Category(models.TextChoices):
+        FORMAL = "formal", "Formal"
+        CASUAL = "casual", "Casual"
+        SPORT = "sport", "Sport"
+        SPECIAL = "special", "Special"
+
+    name = models.CharField(max_length=120)
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.CASUAL)
+    preview = models.ImageField(upload_to="wardrobes/", blank=True, validators=[validate_image])
+    comfy_payload = models.JSONField(
+        default=dict,
+        help_text='What ComfyUI needs, e.g. {"lora_name": "suit_v1.safetensors", '
+        '"trigger_word": "navy blue suit", "strength": 0.8}.',
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        problems = comfy_payload_problems(self.comfy_payload)
+        if problems:
+            raise ValidationError({"comfy_payload": problems})
+
+
+def comfy_payload_problems(payload) -> list[str]:
+    """What is wrong with a wardrobe's ComfyUI payload, in words; empty when it is valid."""
+    if not isinstance(payload, dict):
+        return ['The payload must be a JSON object such as {"lora_name": "suit_v1.safetensors"}.']
+    problems = []
+    lora = payload.get("lora_name")
+    if not isinstance(lora, str) or not lora.strip():
+        problems.append('"lora_name" is required: the LoRA file name, e.g. "suit_v1.safetensors".')
+    if "trigger_word" in payload and not isinstance(payload["trigger_word"], str):
+        problems.append('"trigger_word" must be text.')
+    if "strength" in payload:
+        strength = payload["strength"]
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0 <= strength <= 2:
+            problems.append(f'"strength" must be a number from 0 to 2 (got {strength!r}).')
+    unknown = sorted(set(payload) - {"lora_name", "trigger_word", "strength"})
+    if unknown:
+        problems.append(f"Unknown keys: {', '.join(unknown)}. Allowed: lora_name, trigger_word, strength.")
+    return problems
+
+
+class Source(models.Model):
+    class Category(models.TextChoices):
+        FINANCE = "finance", "Finance"
+        TECH = "tech", "Tech"
+        KIDS = "kids", "Kids"
+        METAPHYSICS = "metaphysics", "Metaphysics"
+        POLITICS = "politics", "Politics"
+        ALL = "all", "All niches"
+
+    name = models.CharField(max_length=120)
+    category = models.CharField(
+        max_length=20,
+        choices=Category.choices,
+        help_text="Keeps sources to the right artists: a finance artist never reads nursery rhymes.",
+    )
+    url = models.URLField(max_length=500, help_text="http or https only.")
+    instruction = models.TextField(blank=True, help_text="What the director should focus on in this source.")
+    max_items = models.PositiveSmallIntegerField(default=5)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(url__startswith="http://") | Q(url__startswith="https://"), name="source_url_http"
+            ),
+            models.CheckConstraint(condition=Q(max_items__gte=1, max_items__lte=100), name="source_max_items_1_100"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.url and not self.url.lower().startswith(("http://", "https://")):
+            raise ValidationError({"url": "Only http:// and https:// addresses can be read."})
+        if self.max_items is not None and not 1 <= self.max_items <= 100:
+            raise ValidationError({"max_items": "Read between 1 and 100 items per run."})
+
+
+class ArtistQuerySet(models.QuerySet):
+    def with_member(self, user) -> "ArtistQuerySet":
+        """Artists this user is a member of."""
+        return self.filter(members=user)
+
+
+class Artist(models.Model):
+    # DNA
+    stage_name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    niche = models.CharField(max_length=20, choices=Niche.choices)
+    persona = models.TextField(blank=True, help_text="Backstory and personality.")
+    speaking_style = models.TextField(blank=True)
+    content_focus = models.JSONField(default=list, blank=True, help_text="Topics to cover, as a list of words.")
+    excluded_keywords = models.JSONField(default=list, blank=True, help_text="Topics never to touch.")
+    colour = models.CharField(
+        max_length=7,
+        default="#4f46e5",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a #rrggbb colour such as #4f46e5.")],
+        help_text="Brand colour (#rrggbb) for title cards and badges.",
+    )
+    # Visuals
+    face_anchor = models.ImageField(
+        upload_to="artists/faces/",
+        validators=[SquareImageValidator(FACE_ANCHOR_MIN_SIDE)],
+        help_text=f"Square face close-up, at least {FACE_ANCHOR_MIN_SIDE}x{FACE_ANCHOR_MIN_SIDE} px: "
+        "locks the face in every shot.",
+    )
+    full_body = models.ImageField(upload_to="artists/body/", blank=True, validators=[validate_image])
+    three_view_sheet = models.ImageField(
+        upload_to="artists/sheets/", blank=True, validators=[validate_image], help_text="Front, side and back."
+    )
+    # Config
+    voice = models.ForeignKey(Voice, on_delete=models.PROTECT, related_name="artists")
+    allowed_wardrobes = models.ManyToManyField(Wardrobe, blank=True, related_name="artists")
+    default_sources = models.ManyToManyField(Source, blank=True, related_name="artists")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="artists", help_text="Who may work on this artist."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ArtistQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["stage_name"]
+
+    def __str__(self) -> str:
+        return self.stage_name
+
+    def clean(self) -> None:
+        for field in ("content_focus", "excluded_keywords"):
+            value = getattr(self, field)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValidationError({field: 'Give a list of words, e.g. ["stocks", "crypto"].'})
+
+
+class ArtistImage(models.Model):
+    """The many master visuals: the pose library and studio backdrops."""
+
+    class Kind(models.TextChoices):
+        POSE = "pose", "Pose"
+        BACKDROP = "backdrop", "Studio backdrop"
+
+    artist = models.ForeignKey(Artist, on_delete=models.CASCADE, related_name="images")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    image = models.ImageField(upload_to="artists/library/", validators=[validate_image])
+    caption = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["artist", "kind", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.artist} {self.get_kind_display()} {self.caption}".strip()

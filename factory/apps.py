@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class FactoryConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "factory"
+    verbose_name = "Factory"

@@ -1,0 +1,65 @@
+"""Admin building blocks shared by the apps: per-artist scoping and thumbnails."""
+
+from collections.abc import Callable
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import Http404
+from django.utils.html import format_html
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """A ModelAdmin that lists, opens and offers only what the user may see.
+
+    `scope` returns the rows visible to a user (a selector); `scoped_fields` maps
+    foreign-key and many-to-many field names to the selector that limits their
+    choices. An object outside the scope is a 404 on its page, not a redirect
+    that confirms it exists.
+    """
+
+    scope: Callable[..., QuerySet] | None = None  # set as staticmethod(selector)
+    scoped_fields: dict[str, Callable[..., QuerySet]] = {}
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if self.scope is None:
+            return qs
+        return qs.filter(pk__in=self.scope(user=request.user).values("pk"))
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such object, or you are not a member of its artist.")
+        return obj
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.scoped_fields:
+            kwargs["queryset"] = self.scoped_fields[db_field.name](user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name in self.scoped_fields:
+            kwargs["queryset"] = self.scoped_fields[db_field.name](user=request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def thumbnail(file, *, size: int = 48, alt: str = "") -> str:
+    """An <img> of an uploaded image for admin lists, or a dash when there is none."""
+    if not file:
+        return "–"
+    return format_html(
+        '<img src="{}" alt="{}" width="{}" height="{}" style="object-fit:cover;border-radius:6px">',
+        file.url,
+        alt,
+        size,
+        size,
+    )
+
+
+def badge(label: str, colour: str) -> str:
+    return format_html(
+        '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px;font-size:11px;'
+        'font-weight:600;white-space:nowrap">{}</span>',
+        colour,
+        label,
+    )

@@ -1,0 +1,143 @@
+"""MCN OS settings: one file, every deployment value from the environment.
+
+Defaults are safe for a laptop: SQLite under var/, an embedded Redis started by
+`manage.py start`, DEBUG on only when asked for. Production differs by
+environment values (see .env.example), never by another settings file.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from mcn_site.lib.env import env_bool, env_int, env_list, env_str, env_timezone
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("MCN_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key).")
+    SECRET_KEY = "dev-only-insecure-key-do-not-deploy"  # noqa: S105 - DEBUG only
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_rq",
+    "rest_framework",
+    "artists",
+    "posts",
+    "schedules",
+    "factory",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mcn_site.urls"
+WSGI_APPLICATION = "mcn_site.wsgi.application"
+ASGI_APPLICATION = "mcn_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite under var/ by default; DATABASE_URL (postgres://...) selects PostgreSQL.
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0))
+    }
+except ValueError as error:
+    raise ImproperlyConfigured(f"DATABASE_URL cannot be used: {error}") from None
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: django-rq queues and the Channels layer. `manage.py start` sets REDIS_URL
+# to its embedded server when none is configured.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=1)},
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "mcn")},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True  # stored in UTC, always
+TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
+# The zone a new schedule starts with (each schedule keeps its own).
+MCN_DEFAULT_SCHEDULE_TIMEZONE = env_timezone("MCN_DEFAULT_SCHEDULE_TIMEZONE", "Asia/Shanghai")
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Uploads are read into memory up to this size; validators cap the real limits per field.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# Upload limits (bytes) for producer-supplied media.
+MCN_MAX_IMAGE_BYTES = env_int("MCN_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
+MCN_MAX_VIDEO_BYTES = env_int("MCN_MAX_VIDEO_BYTES", 500 * 1024 * 1024, minimum=1)
+MCN_MAX_AUDIO_BYTES = env_int("MCN_MAX_AUDIO_BYTES", 20 * 1024 * 1024, minimum=1)
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "SAMEORIGIN"  # the admin's related-object popups need same-origin frames
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

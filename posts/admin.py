@@ -1,0 +1,300 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from artists.models import Wardrobe
+from artists.selectors import artists_visible_to
+from mcn_site.lib.admin import ScopedAdmin, badge, thumbnail
+from mcn_site.lib.roles import can_review
+from posts import services
+from posts.models import Post, PostEvent, PostStatus, Shot
+from posts.selectors import post_events_visible_to, posts_visible_to
+
+STATUS_COLOURS = {
+    PostStatus.DRAFT: "#6b7280",
+    PostStatus.REVIEW: "#d97706",
+    PostStatus.REJECTED: "#dc2626",
+    PostStatus.APPROVED: "#2563eb",
+    PostStatus.RENDERING: "#7c3aed",
+    PostStatus.DONE: "#16a34a",
+    PostStatus.FAILED: "#991b1b",
+}
+
+
+def status_badge(post: Post) -> str:
+    return badge(post.get_status_display(), STATUS_COLOURS[post.status])
+
+
+class ShotForm(forms.ModelForm):
+    class Meta:
+        model = Shot
+        fields = ["position", "locked", "kind", "duration_seconds", "script", "visual_prompt", "manual_asset"]
+        widgets = {
+            "script": forms.Textarea(attrs={"rows": 2, "cols": 36}),
+            "visual_prompt": forms.Textarea(attrs={"rows": 2, "cols": 30}),
+            "position": forms.NumberInput(attrs={"style": "width:4em"}),
+            "duration_seconds": forms.NumberInput(attrs={"style": "width:5em", "step": "0.1"}),
+        }
+
+    def validate_unique(self):
+        # Positions are renumbered 1..n by posts.services.storyboard_apply, so a typed
+        # position that another shot holds in the database is a move, not a clash.
+        pass
+
+
+class ShotFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        originals = {s.pk: s for s in Shot.objects.filter(post=self.instance)} if self.instance.pk else {}
+        problems = services.storyboard_problems(originals=originals, change=storyboard_change(self))
+        if problems:
+            raise ValidationError(problems)
+
+
+def storyboard_change(formset) -> services.StoryboardChange:
+    """The storyboard an inline formset describes: kept shots in their typed order, and deletions."""
+    kept, deleted = [], []
+    for index, form in enumerate(formset.forms):
+        if not hasattr(form, "cleaned_data") or not form.cleaned_data:
+            continue
+        if formset.can_delete and formset._should_delete_form(form):
+            if form.instance.pk:
+                deleted.append(form.instance)
+            continue
+        if form.instance.pk or form.has_changed():
+            position = form.cleaned_data.get("position") or 10_000 + index
+            kept.append((position, index, form.instance))
+    return services.StoryboardChange(shots=[shot for _, _, shot in sorted(kept, key=lambda k: k[:2])], deleted=deleted)
+
+
+class ShotInline(admin.TabularInline):
+    model = Shot
+    form = ShotForm
+    formset = ShotFormSet
+    extra = 0
+    ordering = ["position"]
+    fields = ["position", "locked", "kind", "duration_seconds", "script", "visual_prompt", "manual_asset",
+              "asset_preview", "status"]
+    readonly_fields = ["asset_preview", "status"]
+
+    def _editable(self, obj) -> bool:
+        return obj is None or obj.is_editable
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+    @admin.display(description="Generated")
+    def asset_preview(self, shot):
+        return thumbnail(shot.generated_asset, size=64)
+
+
+class PostEventInline(admin.TabularInline):
+    model = PostEvent
+    extra = 0
+    fields = ["created_at", "actor", "kind", "from_status", "to_status", "note"]
+    readonly_fields = fields
+    can_delete = False
+    verbose_name_plural = "Event trail"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PostForm(forms.ModelForm):
+    class Meta:
+        model = Post
+        fields = ["title", "artist", "wardrobe", "brief", "source_content", "created_from_source", "version"]
+        widgets = {"version": forms.HiddenInput}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].required = False
+        artist_id = self.instance.artist_id or self.initial.get("artist")
+        if artist_id and "wardrobe" in self.fields:
+            # The dropdown offers only the artist's allowed wardrobes; Post.clean enforces it anyway.
+            self.fields["wardrobe"].queryset = Wardrobe.objects.filter(artists=artist_id)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            services.post_check_version(post_id=self.instance.pk, expected_version=cleaned.get("version") or 0)
+        return cleaned
+
+
+class RejectForm(forms.Form):
+    feedback = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
+        help_text="What should change? The rewrite keeps locked shots and works from this.",
+    )
+
+
+@admin.register(Post)
+class PostAdmin(ScopedAdmin):
+    form = PostForm
+    scope = staticmethod(posts_visible_to)
+    scoped_fields = {"artist": artists_visible_to}
+    inlines = [ShotInline, PostEventInline]
+    list_display = ["artist_face", "title", "artist", "status_label", "wardrobe", "shot_count", "updated_at"]
+    list_display_links = ["title"]
+    list_filter = ["status", "artist", "created_at"]
+    list_select_related = ["artist", "wardrobe"]
+    search_fields = ["title", "brief", "artist__stage_name"]
+    autocomplete_fields = ["artist"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["status_label", "feedback", "final_video", "created_from_schedule", "updated_by",
+                       "updated_at", "status_changed_at", "created_at"]
+    fieldsets = [
+        ("🛠️ Config", {"fields": ["title", "artist", "wardrobe", "created_from_source", "version"]}),
+        ("Brief", {"fields": ["brief", "source_content"]}),
+        ("📊 Meta", {"fields": ["status_label", "feedback", "final_video", "created_from_schedule",
+                               "updated_by", "updated_at", "status_changed_at", "created_at"]}),
+    ]
+    actions = ["submit_for_review", "approve", "reject", "back_to_draft"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_shots=Count("shots"))
+
+    @admin.display(description="", ordering="artist__stage_name")
+    def artist_face(self, post):
+        return thumbnail(post.artist.face_anchor, size=32, alt=post.artist.stage_name)
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, post):
+        return status_badge(post)
+
+    @admin.display(description="Shots", ordering="n_shots")
+    def shot_count(self, post):
+        return post.n_shots
+
+    # --- saving through the services ------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in services.POST_EDITABLE_FIELDS if name in form.cleaned_data}
+        if change:
+            fresh = Post.objects.get(pk=obj.pk)
+            saved = services.post_update(
+                post=fresh, actor=request.user, expected_version=form.cleaned_data["version"], data=data
+            )
+        else:
+            saved = services.post_create(actor=request.user, **data)
+        # The admin goes on to save inlines against form.instance: hand it the saved row.
+        form.instance = saved
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Shot:
+            return super().save_formset(request, form, formset, change)
+        if not formset.has_changed():
+            return None
+        post = form.instance
+        services.storyboard_apply(
+            post=post, actor=request.user, expected_version=post.version, change=storyboard_change(formset)
+        )
+        return None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.ConcurrentEditError as error:
+            # Only reachable when a concurrent save slips between clean() and save (SQLite has no row locks).
+            self.message_user(request, error.messages[0], messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    # --- admin actions: each one a service call per post --------------------------
+
+    def has_review_permission(self, request):
+        return can_review(request.user)
+
+    def _apply(self, request, queryset, verb: str, call) -> None:
+        done, failed = 0, []
+        for post in queryset:
+            try:
+                call(post)
+                done += 1
+            except (ValidationError, PermissionDenied) as error:
+                text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                failed.append(f"“{post}”: {text}")
+        if done:
+            self.message_user(request, f"{verb}: {done} post(s).", messages.SUCCESS)
+        for line in failed:
+            self.message_user(request, line, messages.ERROR)
+
+    @admin.action(description="Submit for review", permissions=["change"])
+    def submit_for_review(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "Submitted for review",
+            lambda p: services.post_submit_for_review(post_id=p.pk, actor=request.user),
+        )
+
+    @admin.action(description="Approve", permissions=["review"])
+    def approve(self, request, queryset):
+        self._apply(request, queryset, "Approved", lambda p: services.post_approve(post_id=p.pk, actor=request.user))
+
+    @admin.action(description="Reject with feedback…", permissions=["review"])
+    def reject(self, request, queryset):
+        form = RejectForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            feedback = form.cleaned_data["feedback"]
+            self._apply(
+                request,
+                queryset,
+                "Rejected",
+                lambda p: services.post_reject(post_id=p.pk, actor=request.user, feedback=feedback),
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject with feedback",
+            "posts": queryset,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/posts/post/reject.html", context)
+
+    @admin.action(description="Move back to draft", permissions=["change"])
+    def back_to_draft(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "Moved back to draft",
+            lambda p: services.post_transition(post_id=p.pk, to_status=PostStatus.DRAFT, actor=request.user),
+        )
+
+
+@admin.register(PostEvent)
+class PostEventAdmin(ScopedAdmin):
+    """The whole trail across posts, read-only: nobody edits history."""
+
+    scope = staticmethod(post_events_visible_to)
+    list_display = ["created_at", "post", "kind", "from_status", "to_status", "actor", "note"]
+    list_filter = ["kind", "to_status", "created_at"]
+    list_select_related = ["post", "actor"]
+    search_fields = ["post__title", "note", "actor__username"]
+    readonly_fields = ["post", "kind", "actor", "from_status", "to_status", "note", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

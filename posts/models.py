@@ -1,0 +1,195 @@
+"""Posts (video work orders), their shot-by-shot storyboards and their event trail."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from mcn_site.lib.media import validate_image_or_video
+
+
+class PostStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    REVIEW = "review", "In review"
+    REJECTED = "rejected", "Rejected"
+    APPROVED = "approved", "Approved"
+    RENDERING = "rendering", "Rendering"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+# The one place that says which status may follow which. Reviewer-only moves are
+# marked in REVIEW_TRANSITIONS; posts.services.post_transition enforces both.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    PostStatus.DRAFT: frozenset({PostStatus.REVIEW}),
+    PostStatus.REVIEW: frozenset({PostStatus.APPROVED, PostStatus.REJECTED, PostStatus.DRAFT}),
+    PostStatus.REJECTED: frozenset({PostStatus.DRAFT}),
+    PostStatus.APPROVED: frozenset({PostStatus.RENDERING, PostStatus.DRAFT}),
+    PostStatus.RENDERING: frozenset({PostStatus.DONE, PostStatus.FAILED}),
+    PostStatus.FAILED: frozenset({PostStatus.RENDERING, PostStatus.DRAFT}),
+    PostStatus.DONE: frozenset(),
+}
+REVIEW_TRANSITIONS = frozenset({(PostStatus.REVIEW, PostStatus.APPROVED), (PostStatus.REVIEW, PostStatus.REJECTED)})
+# Storyboards can be edited only while nobody is reviewing or producing them.
+EDITABLE_STATUSES = frozenset({PostStatus.DRAFT, PostStatus.REJECTED, PostStatus.FAILED})
+
+
+class PostQuerySet(models.QuerySet):
+    def awaiting_review(self) -> "PostQuerySet":
+        return self.filter(status=PostStatus.REVIEW)
+
+
+class Post(models.Model):
+    title = models.CharField(max_length=200)
+    artist = models.ForeignKey("artists.Artist", on_delete=models.PROTECT, related_name="posts")
+    wardrobe = models.ForeignKey(
+        "artists.Wardrobe",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="posts",
+        help_text="One of the artist's allowed wardrobes.",
+    )
+    brief = models.TextField(blank=True, help_text="What the video is about: the director writes from this.")
+    source_content = models.TextField(blank=True, help_text="Scraped article or transcript the brief draws on.")
+    created_from_schedule = models.ForeignKey(
+        "schedules.Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="posts"
+    )
+    created_from_source = models.ForeignKey(
+        "artists.Source", on_delete=models.SET_NULL, null=True, blank=True, related_name="posts"
+    )
+    status = models.CharField(max_length=20, choices=PostStatus.choices, default=PostStatus.DRAFT)
+    feedback = models.TextField(blank=True, help_text="The reviewer's notes from the last rejection.")
+    final_video = models.FileField(upload_to="posts/final/", blank=True)
+    # Optimistic concurrency: every write bumps it, a write based on an older one is refused.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PostQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("review_post", "Can approve or reject posts")]
+        indexes = [
+            # The post list filtered by artist and status (admin changelist, /posts/).
+            models.Index(fields=["artist", "status"], name="post_artist_status_idx"),
+            # Review queue: Post.objects.awaiting_review() ordered by age.
+            models.Index(fields=["status", "created_at"], name="post_status_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PostStatus.values), name="post_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="post_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        if self.wardrobe_id and self.artist_id:
+            if not self.artist.allowed_wardrobes.filter(pk=self.wardrobe_id).exists():
+                raise ValidationError(
+                    {"wardrobe": f"“{self.wardrobe}” is not one of {self.artist}'s allowed wardrobes."}
+                )
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in EDITABLE_STATUSES
+
+
+class PostEvent(models.Model):
+    """Append-only trail of what happened to a post: status changes, edits, feedback."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        STATUS = "status", "Status changed"
+        EDITED = "edited", "Edited"
+        STORYBOARD = "storyboard", "Storyboard changed"
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    from_status = models.CharField(max_length=20, choices=PostStatus.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=PostStatus.choices, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # A post's trail, newest last (post page, admin inline, API).
+            models.Index(fields=["post", "created_at"], name="postevent_post_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.STATUS:
+            return f"{self.post}: {self.from_status} → {self.to_status}"
+        return f"{self.post}: {self.get_kind_display()}"
+
+
+class ShotKind(models.TextChoices):
+    A_ROLL = "a_roll", "A-roll (artist talking)"
+    B_ROLL = "b_roll", "B-roll (cutaway)"
+    PRODUCT = "product", "Product close-up"
+
+
+class ShotStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PRODUCING = "producing", "Producing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Shot(models.Model):
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="shots")
+    position = models.PositiveIntegerField(help_text="1, 2, 3 ... in playing order.")
+    locked = models.BooleanField(default=False, help_text="Locked shots are never touched by AI regeneration.")
+    kind = models.CharField(max_length=20, choices=ShotKind.choices, default=ShotKind.A_ROLL)
+    duration_seconds = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("3.00"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("60"))],
+    )
+    script = models.TextField(blank=True, help_text="What the artist says (required for A-roll).")
+    visual_prompt = models.TextField(blank=True, help_text="What the picture shows (for B-roll and product shots).")
+    manual_asset = models.FileField(
+        upload_to="shots/manual/",
+        blank=True,
+        validators=[validate_image_or_video],
+        help_text="An image or video that replaces AI generation for this shot.",
+    )
+    generated_asset = models.FileField(upload_to="shots/generated/", blank=True, editable=False)
+    status = models.CharField(max_length=20, choices=ShotStatus.choices, default=ShotStatus.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["post", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["post", "position"], name="shot_unique_position"),
+            models.CheckConstraint(
+                condition=Q(duration_seconds__gt=0, duration_seconds__lte=60), name="shot_duration_0_60"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        lock = "🔒 " if self.locked else ""
+        return f"{lock}Shot {self.position}: {self.get_kind_display()}"
+
+    def clean(self) -> None:
+        if self.kind == ShotKind.A_ROLL and not self.script.strip():
+            raise ValidationError({"script": "An A-roll shot needs a script: the words the artist says."})
+        if self.kind != ShotKind.A_ROLL and not self.visual_prompt.strip() and not self.manual_asset:
+            raise ValidationError(
+                {"visual_prompt": "Describe the picture, or upload a manual asset for this shot."}
+            )

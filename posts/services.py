@@ -1,0 +1,271 @@
+"""Every write to posts and storyboards goes through here.
+
+Each service is one transaction. Post writes are optimistic: the caller says
+which `version` it edited, and a write based on an older version is refused
+with a ConcurrentEditError that names who changed the post and when.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from mcn_site.lib.roles import can_review
+from posts.models import (
+    ALLOWED_TRANSITIONS,
+    EDITABLE_STATUSES,
+    REVIEW_TRANSITIONS,
+    Post,
+    PostEvent,
+    PostStatus,
+    Shot,
+)
+
+POST_EDITABLE_FIELDS = ("title", "artist", "wardrobe", "brief", "source_content", "created_from_source")
+
+
+class ConcurrentEditError(ValidationError):
+    """Somebody saved the post after the caller loaded it."""
+
+    def __init__(self, current: Post):
+        who = current.updated_by.get_username() if current.updated_by else "the system"
+        when = date_format(timezone.localtime(current.updated_at), "DATETIME_FORMAT")
+        super().__init__(
+            f"{who} changed this post at {when} (now version {current.version}). "
+            "Reload to see their changes; nothing was overwritten.",
+            code="stale",
+        )
+        self.current_version = current.version
+
+
+class TransitionError(ValidationError):
+    """A status change the workflow does not allow."""
+
+
+def _claim_version(*, post_id: int, expected_version: int, actor) -> int:
+    """Bump the post's version if it is still `expected_version`; return the new version.
+
+    Race: two editors save from the same version. The conditional UPDATE lets exactly
+    one of them through; the other matches no row and gets ConcurrentEditError.
+    """
+    updated = Post.objects.filter(pk=post_id, version=expected_version).update(
+        version=F("version") + 1, updated_by=actor, updated_at=timezone.now()
+    )
+    if not updated:
+        raise ConcurrentEditError(Post.objects.select_related("updated_by").get(pk=post_id))
+    return expected_version + 1
+
+
+def post_check_version(*, post_id: int, expected_version: int) -> None:
+    """Lock the post for the rest of the transaction and refuse if it moved on.
+
+    Forms call this from clean() so the editor sees the refusal next to their
+    unsaved input; the lock stops anyone sneaking in before the save.
+    """
+    current = Post.objects.select_for_update().select_related("updated_by").get(pk=post_id)
+    if current.version != expected_version:
+        raise ConcurrentEditError(current)
+
+
+def _record(*, post: Post, kind: str, actor, note: str = "", from_status: str = "", to_status: str = "") -> PostEvent:
+    return PostEvent.objects.create(
+        post=post, kind=kind, actor=actor, note=note, from_status=from_status, to_status=to_status
+    )
+
+
+@transaction.atomic
+def post_create(*, actor, title: str, artist, wardrobe=None, brief: str = "", **extra) -> Post:
+    """Create a draft post and record who made it."""
+    post = Post(title=title, artist=artist, wardrobe=wardrobe, brief=brief, updated_by=actor, **extra)
+    post.full_clean()
+    post.save()
+    _record(post=post, kind=PostEvent.Kind.CREATED, actor=actor, to_status=post.status)
+    return post
+
+
+@transaction.atomic
+def post_update(*, post: Post, actor, expected_version: int, data: dict) -> Post:
+    """Apply edits to a post's fields; refuses a stale version or an invalid combination."""
+    unknown = set(data) - set(POST_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    changed = [name for name, value in data.items() if getattr(post, name) != value]
+    for name, value in data.items():
+        setattr(post, name, value)
+    post.full_clean()
+    post.version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
+    post.updated_by = actor
+    post.save(update_fields=[*data, "updated_at"])
+    if changed:
+        _record(post=post, kind=PostEvent.Kind.EDITED, actor=actor, note="Changed: " + ", ".join(changed))
+    return post
+
+
+@transaction.atomic
+def post_transition(
+    *, post_id: int, to_status: str, actor, note: str = "", expected_version: int | None = None
+) -> Post:
+    """Move a post to `to_status` if the workflow and the actor's role allow it.
+
+    `actor=None` is the system (the factory finishing a render); review decisions
+    always need a person with the reviewer role.
+    """
+    # Race: two reviewers decide at once, or a producer edits while a reviewer approves.
+    # The row lock serialises them; the second sees the first one's status.
+    post = Post.objects.select_for_update().select_related("updated_by").get(pk=post_id)
+    if expected_version is not None and post.version != expected_version:
+        raise ConcurrentEditError(post)
+    from_status = post.status
+    if to_status not in ALLOWED_TRANSITIONS[from_status]:
+        allowed = ", ".join(PostStatus(s).label for s in sorted(ALLOWED_TRANSITIONS[from_status])) or "nothing"
+        raise TransitionError(
+            f"A post that is {PostStatus(from_status).label.lower()} cannot become "
+            f"{PostStatus(to_status).label.lower()} (it can become: {allowed.lower()}).",
+            code="bad_transition",
+        )
+    if (from_status, to_status) in REVIEW_TRANSITIONS and not can_review(actor):
+        raise PermissionDenied("Only reviewers may approve or reject a post.")
+    if to_status == PostStatus.REJECTED:
+        if not note.strip():
+            raise ValidationError({"feedback": "Say what to change: the feedback goes to the rewrite."})
+        post.feedback = note.strip()
+    now = timezone.now()
+    post.status = to_status
+    post.status_changed_at = now
+    post.version += 1
+    post.updated_by = actor
+    post.save(update_fields=["status", "status_changed_at", "feedback", "version", "updated_by", "updated_at"])
+    _record(post=post, kind=PostEvent.Kind.STATUS, actor=actor, note=note, from_status=from_status, to_status=to_status)
+    return post
+
+
+def post_submit_for_review(*, post_id: int, actor, expected_version: int | None = None) -> Post:
+    post = Post.objects.get(pk=post_id)
+    if not post.shots.exists():
+        raise ValidationError("A post needs at least one shot before it can be reviewed.", code="empty_storyboard")
+    return post_transition(
+        post_id=post_id, to_status=PostStatus.REVIEW, actor=actor, expected_version=expected_version
+    )
+
+
+def post_approve(*, post_id: int, actor, note: str = "", expected_version: int | None = None) -> Post:
+    return post_transition(
+        post_id=post_id, to_status=PostStatus.APPROVED, actor=actor, note=note, expected_version=expected_version
+    )
+
+
+def post_reject(*, post_id: int, actor, feedback: str, expected_version: int | None = None) -> Post:
+    return post_transition(
+        post_id=post_id, to_status=PostStatus.REJECTED, actor=actor, note=feedback, expected_version=expected_version
+    )
+
+
+@dataclass
+class StoryboardChange:
+    """What an editor did to a storyboard in one save: shots to keep/add (in order) and to delete."""
+
+    shots: list[Shot]  # every shot that remains, in the new playing order (unsaved new ones included)
+    deleted: list[Shot] = field(default_factory=list)
+
+
+def _ensure_editable(post: Post) -> None:
+    if post.status not in EDITABLE_STATUSES:
+        raise ValidationError(
+            f"The storyboard of a post that is {post.get_status_display().lower()} cannot be edited. "
+            "Move it back to draft first.",
+            code="not_editable",
+        )
+
+
+@transaction.atomic
+def storyboard_apply(*, post: Post, actor, expected_version: int, change: StoryboardChange) -> Post:
+    """Save a whole storyboard edit: deletions, edits, new shots and the new order.
+
+    Positions come out dense (1..n) and unique whatever the editor typed.
+    Locked shots can be moved but not edited or deleted: unlock them first.
+    """
+    _ensure_editable(post)
+    post.version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
+    originals = {s.pk: s for s in Shot.objects.filter(post=post)}
+    problems = storyboard_problems(originals=originals, change=change)
+    if problems:
+        raise ValidationError(problems, code="locked")
+    Shot.objects.filter(pk__in=[s.pk for s in change.deleted if s.pk]).delete()
+    _renumber(post=post, shots=change.shots)
+    _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=_summary(change, originals))
+    return post
+
+
+def storyboard_problems(*, originals: dict[int, Shot], change: StoryboardChange) -> list[str]:
+    """Why a storyboard edit may not be saved: it deletes or edits a locked shot."""
+    problems = []
+    for shot in change.deleted:
+        original = originals.get(shot.pk)
+        if original and original.locked:
+            problems.append(f"Shot {original.position} is locked: unlock it before deleting it.")
+    for shot in change.shots:
+        original = originals.get(shot.pk)
+        if original and original.locked and shot.locked and _content_changed(original, shot):
+            problems.append(f"Shot {original.position} is locked: unlock it before editing it.")
+    return problems
+
+
+def _content_changed(original: Shot, edited: Shot) -> bool:
+    fields = ("kind", "duration_seconds", "script", "visual_prompt", "manual_asset")
+    return any(getattr(original, f) != getattr(edited, f) for f in fields)
+
+
+def _summary(change: StoryboardChange, originals: dict) -> str:
+    added = sum(1 for s in change.shots if s.pk not in originals)
+    parts = [f"{len(change.shots)} shots"]
+    if added:
+        parts.append(f"{added} added")
+    if change.deleted:
+        parts.append(f"{len(change.deleted)} deleted")
+    return ", ".join(parts)
+
+
+def _renumber(*, post: Post, shots: Iterable[Shot]) -> None:
+    """Save `shots` at positions 1..n in the given order.
+
+    The (post, position) unique constraint is checked per row, so existing shots
+    first move to negative positions out of the way, then take their final ones.
+    """
+    shots = list(shots)
+    existing = [s for s in shots if s.pk]
+    for offset, shot in enumerate(existing, start=1):
+        Shot.objects.filter(pk=shot.pk).update(position=-offset)
+    for position, shot in enumerate(shots, start=1):
+        shot.post = post
+        shot.position = position
+        shot.full_clean(exclude=["position"], validate_constraints=False)
+        shot.save()
+
+
+@transaction.atomic
+def shots_reorder(*, post: Post, actor, expected_version: int, shot_ids: list[int]) -> Post:
+    """Put the post's shots in the order of `shot_ids` (which must name each shot once)."""
+    _ensure_editable(post)
+    shots = {s.pk: s for s in Shot.objects.filter(post=post)}
+    if sorted(shot_ids) != sorted(shots):
+        raise ValidationError("The new order must list every shot of this post exactly once.", code="bad_order")
+    post.version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
+    _renumber(post=post, shots=[shots[i] for i in shot_ids])
+    _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note="Shots reordered")
+    return post
+
+
+@transaction.atomic
+def shot_set_locked(*, shot: Shot, actor, locked: bool, expected_version: int) -> Shot:
+    """Lock or unlock one shot (locking is allowed in any status: it protects work)."""
+    post = shot.post
+    post.version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
+    Shot.objects.filter(pk=shot.pk).update(locked=locked, updated_at=timezone.now())
+    shot.locked = locked
+    note = f"Shot {shot.position} {'locked' if locked else 'unlocked'}"
+    _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=note)
+    return shot

@@ -1,0 +1,106 @@
+"""Schedules: rules that create draft posts for an artist at set times."""
+
+import re
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def default_timezone() -> str:
+    return settings.MCN_DEFAULT_SCHEDULE_TIMEZONE
+
+
+class Schedule(models.Model):
+    class Kind(models.TextChoices):
+        ROUTINE = "routine", "Routine"
+        ONE_OFF = "one_off", "One-off"
+
+    class Period(models.TextChoices):
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+
+    title = models.CharField(max_length=200)
+    artist = models.ForeignKey("artists.Artist", on_delete=models.CASCADE, related_name="schedules")
+    active = models.BooleanField(default=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ROUTINE)
+    period = models.CharField(max_length=20, choices=Period.choices, default=Period.WEEKLY)
+    weekdays = models.JSONField(default=list, blank=True, help_text="Weekly: e.g. [\"monday\", \"thursday\"].")
+    month_days = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Monthly: days 1..31. A day the month does not have (31 in April) is skipped.",
+    )
+    times = models.JSONField(default=list, blank=True, help_text='Routine: one or more "HH:MM" times.')
+    trigger_at = models.DateTimeField(null=True, blank=True, help_text="One-off: when to fire.")
+    timezone = models.CharField(
+        max_length=64, default=default_timezone, help_text="IANA time zone the times are in, e.g. Asia/Shanghai."
+    )
+    source_override = models.ManyToManyField(
+        "artists.Source", blank=True, related_name="+", help_text="Leave empty to use the artist's default sources."
+    )
+    auto_generate = models.BooleanField(default=False, help_text="Write the storyboard as soon as the post is made.")
+    last_executed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["artist", "title"]
+        indexes = [
+            # The scheduler's tick: active schedules only.
+            models.Index(fields=["active", "kind"], name="schedule_active_kind_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="one_off") | Q(trigger_at__isnull=False), name="schedule_one_off_has_trigger"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = f"“{self.timezone}” is not an IANA time zone such as Asia/Shanghai or Europe/Paris."
+        if self.kind == self.Kind.ONE_OFF:
+            if self.trigger_at is None:
+                errors["trigger_at"] = "A one-off schedule needs a trigger time."
+        else:
+            errors.update(self._routine_errors())
+        if errors:
+            raise ValidationError(errors)
+
+    def _routine_errors(self) -> dict[str, str]:
+        errors = {}
+        times = self.times if isinstance(self.times, list) else None
+        if not times:
+            errors["times"] = 'Give at least one time as "HH:MM", e.g. ["09:00", "18:30"].'
+        else:
+            bad = [str(t) for t in times if not isinstance(t, str) or not TIME_RE.match(t)]
+            if bad:
+                errors["times"] = f"Not HH:MM times (00:00 to 23:59): {', '.join(bad)}."
+        if self.period == self.Period.WEEKLY:
+            days = self.weekdays if isinstance(self.weekdays, list) else None
+            if not days:
+                errors["weekdays"] = "Pick at least one weekday."
+            else:
+                bad = [str(d) for d in days if d not in WEEKDAYS]
+                if bad:
+                    errors["weekdays"] = f"Unknown weekdays: {', '.join(bad)}. Use monday ... sunday."
+        else:
+            days = self.month_days if isinstance(self.month_days, list) else None
+            if not days:
+                errors["month_days"] = "Pick at least one day of the month (1..31)."
+            else:
+                bad = [str(d) for d in days if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 31]
+                if bad:
+                    errors["month_days"] = f"Days of the month run from 1 to 31; not: {', '.join(bad)}."
+        return errors
