@@ -1,0 +1,116 @@
+"""Small builders for test data. Each test builds what it asserts on.
+
+(factory_boy would be the house choice, but its top-level module is named
+`factory`, the same as our fixed `factory/` app, so we keep plain functions.)
+"""
+
+import io
+import itertools
+import math
+import struct
+import wave
+
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from artists.models import Artist, Source, Voice, Wardrobe
+from mcn_site.lib import roles
+from posts.models import Post, Shot, ShotKind
+from schedules.models import Schedule
+
+_seq = itertools.count(1)
+
+
+def png_bytes(width: int = 512, height: int = 512, colour: str = "#4f46e5", fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_upload(width: int = 512, height: int = 512, name: str = "face.png") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, png_bytes(width, height), content_type="image/png")
+
+
+def wav_bytes(seconds: float = 5.0, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = int(seconds * rate)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 8))) for i in range(frames)))
+    return buffer.getvalue()
+
+
+def wav_upload(seconds: float = 5.0, name: str = "sample.wav") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, wav_bytes(seconds), content_type="audio/wav")
+
+
+def mp4_bytes() -> bytes:
+    """The first bytes of an MP4 (an ftyp box): enough for content sniffing."""
+    return struct.pack(">I", 24) + b"ftypisom" + b"\x00\x00\x02\x00" + b"isomiso2" + b"\x00" * 64
+
+
+def make_user(*, role: str | None = roles.PRODUCER, username: str | None = None, **extra) -> User:
+    user = User.objects.create_user(
+        username=username or f"user{next(_seq)}", password="pw-for-tests-1", is_staff=True, **extra
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def make_voice(**extra) -> Voice:
+    return Voice.objects.create(**{"name": f"Voice {next(_seq)}", "speaker_id": "zh_female_1", **extra})
+
+
+def make_wardrobe(**extra) -> Wardrobe:
+    n = next(_seq)
+    return Wardrobe.objects.create(
+        **{"name": f"Wardrobe {n}", "comfy_payload": {"lora_name": f"outfit_{n}.safetensors"}, **extra}
+    )
+
+
+def make_source(**extra) -> Source:
+    return Source.objects.create(
+        **{"name": f"Source {next(_seq)}", "category": Source.Category.FINANCE, "url": "https://example.com/feed",
+           **extra}
+    )
+
+
+def make_artist(*, members=(), wardrobes=(), **extra) -> Artist:
+    n = next(_seq)
+    artist = Artist(
+        stage_name=extra.pop("stage_name", f"Artist {n}"),
+        slug=extra.pop("slug", f"artist-{n}"),
+        niche=extra.pop("niche", "finance"),
+        voice=extra.pop("voice", None) or make_voice(),
+        **extra,
+    )
+    artist.face_anchor.save(f"face-{n}.png", png_upload(), save=False)
+    artist.save()
+    artist.members.set(members)
+    artist.allowed_wardrobes.set(wardrobes)
+    return artist
+
+
+def make_post(*, artist: Artist | None = None, shots: int = 0, **extra) -> Post:
+    post = Post.objects.create(
+        **{"title": f"Post {next(_seq)}", "artist": artist or make_artist(), "brief": "A brief.", **extra}
+    )
+    for position in range(1, shots + 1):
+        make_shot(post=post, position=position)
+    return post
+
+
+def make_shot(*, post: Post, position: int, **extra) -> Shot:
+    return Shot.objects.create(
+        **{"post": post, "position": position, "kind": ShotKind.A_ROLL, "script": f"Line {position}.", **extra}
+    )
+
+
+def make_schedule(*, artist: Artist, **extra) -> Schedule:
+    return Schedule.objects.create(
+        **{"title": f"Schedule {next(_seq)}", "artist": artist, "weekdays": ["monday"], "times": ["09:00"], **extra}
+    )

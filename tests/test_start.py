@@ -1,0 +1,121 @@
+"""The README's start command: one process that brings the whole system up and down."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from rq import Worker
+
+from mcn_site.lib.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 120  # migrate + seed on a cold SQLite file, on a 2-core CI machine
+
+
+class Started:
+    """`scripts/dev.py run` in its own process group, its output collected line by line."""
+
+    def __init__(self, tmp_path: Path, port: int):
+        # A newcomer's machine: no DATABASE_URL (SQLite under var/), no REDIS_URL (embedded Redis).
+        environ = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}}
+        environ.update({"MCN_VAR_DIR": str(tmp_path / "var"), "DEBUG": "1", "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/dev.py", "run", "--port", str(port)],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def redis_url(self) -> str:
+        match = re.search(r"Redis: (redis://\S+)", self.output())
+        assert match, self.output()
+        return match.group(1)
+
+    def interrupt(self) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the whole process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+    def kill(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _wait_for_http(url: str, started: Started) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert started.process.poll() is None, f"start command exited early:\n{started.output()}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {START_TIMEOUT}s:\n{started.output()}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctrl_c(tmp_path):
+    port = free_port()
+    started = Started(tmp_path, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for_http(f"{base}/healthz", started)
+
+        # The demo producer printed on start can sign in and browse the control plane.
+        assert "producer" in started.output()
+        password = re.search(r"password[:=]?\s+(\S+)", started.output(), re.IGNORECASE).group(1)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            login = client.get("/admin/login/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+            response = client.post(
+                "/admin/login/?next=/admin/",
+                data={"username": "producer", "password": password, "csrfmiddlewaretoken": token},
+                headers={"Referer": f"{base}/admin/login/"},
+                follow_redirects=True,
+            )
+            assert response.status_code == 200
+            assert "Artists" in response.text and "Posts" in response.text
+            assert "Luna" in client.get("/admin/artists/artist/").text or "Kai" in client.get(
+                "/admin/artists/artist/"
+            ).text
+
+        # One rq worker listens on the embedded Redis.
+        connection = redis.Redis.from_url(started.redis_url())
+        deadline = time.monotonic() + 30
+        while not Worker.all(connection=connection) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(Worker.all(connection=connection)) == 1
+        redis_port = connection.connection_pool.connection_kwargs["port"]
+
+        assert started.interrupt() == 0, started.output()
+        assert not _port_open(port), "the web server outlived Ctrl-C"
+        assert not _port_open(redis_port), "the embedded Redis outlived Ctrl-C"
+    finally:
+        started.kill()
