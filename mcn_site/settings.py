@@ -118,6 +118,8 @@ MCN_DEFAULT_SCHEDULE_TIMEZONE = env_timezone("MCN_DEFAULT_SCHEDULE_TIMEZONE", "A
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# Serve straight from the apps' static folders: no collectstatic step to forget on a single host.
+WHITENOISE_USE_FINDERS = True
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Uploads are read into memory up to this size; validators cap the real limits per field.

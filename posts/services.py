@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.formats import date_format
 
@@ -66,7 +66,7 @@ def post_check_version(*, post_id: int, expected_version: int) -> None:
     Forms call this from clean() so the editor sees the refusal next to their
     unsaved input; the lock stops anyone sneaking in before the save.
     """
-    current = Post.objects.select_for_update().select_related("updated_by").get(pk=post_id)
+    current = Post.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=post_id)
     if current.version != expected_version:
         raise ConcurrentEditError(current)
 
@@ -116,7 +116,7 @@ def post_transition(
     """
     # Race: two reviewers decide at once, or a producer edits while a reviewer approves.
     # The row lock serialises them; the second sees the first one's status.
-    post = Post.objects.select_for_update().select_related("updated_by").get(pk=post_id)
+    post = Post.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=post_id)
     if expected_version is not None and post.version != expected_version:
         raise ConcurrentEditError(post)
     from_status = post.status
@@ -233,12 +233,14 @@ def _renumber(*, post: Post, shots: Iterable[Shot]) -> None:
     """Save `shots` at positions 1..n in the given order.
 
     The (post, position) unique constraint is checked per row, so existing shots
-    first move to negative positions out of the way, then take their final ones.
+    first park above every position in use now or after (positions cannot be
+    negative: PositiveIntegerField has a CHECK >= 0), then take their final ones.
     """
     shots = list(shots)
     existing = [s for s in shots if s.pk]
+    park = max(Shot.objects.filter(post=post).aggregate(top=Max("position"))["top"] or 0, len(shots))
     for offset, shot in enumerate(existing, start=1):
-        Shot.objects.filter(pk=shot.pk).update(position=-offset)
+        Shot.objects.filter(pk=shot.pk).update(position=park + offset)
     for position, shot in enumerate(shots, start=1):
         shot.post = post
         shot.position = position

@@ -66,9 +66,10 @@ class Schedule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
+        # OSError: a region such as "Asia" is a folder of zones, not a zone, and opening it fails.
         try:
             zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             errors["timezone"] = f"“{self.timezone}” is not an IANA time zone such as Asia/Shanghai or Europe/Paris."
         if self.kind == self.Kind.ONE_OFF:
             if self.trigger_at is None:

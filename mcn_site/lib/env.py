@@ -53,6 +53,6 @@ def env_timezone(name: str, default: str) -> str:
     value = env_str(name, default)
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia" is a folder, not a zone
         raise ImproperlyConfigured(f"{name}={value!r} is not an IANA time zone such as 'Asia/Shanghai'.") from None
     return value
