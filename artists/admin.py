@@ -1,5 +1,5 @@
-from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from artists.models import Artist, ArtistImage, Source, Voice, Wardrobe
 from artists.selectors import artists_visible_to
 from mcn_site.lib.admin import ScopedAdmin, thumbnail
-from mcn_site.lib.forms import CommaSeparatedField
+from mcn_site.lib.forms import AdminModelForm, CommaSeparatedField
 from mcn_site.lib.roles import is_ops
 
 
@@ -16,6 +16,8 @@ class VoiceAdmin(admin.ModelAdmin):
     list_display = ["name", "engine", "speaker_id", "has_sample", "artist_count"]
     list_filter = ["engine"]
     search_fields = ["name", "speaker_id", "notes"]
+    # Explicit: Meta.ordering is dropped from the GROUP BY query the annotation makes (autocomplete pages).
+    ordering = ["name"]
     fieldsets = [
         (None, {"fields": ["name", "engine", "speaker_id"]}),
         ("Zero-shot sample", {"fields": ["sample_audio", "sample_player", "sample_transcription"]}),
@@ -41,8 +43,15 @@ class VoiceAdmin(admin.ModelAdmin):
         return format_html('<audio controls preload="none" src="{}"></audio>', voice.sample_audio.url)
 
 
+class WardrobeForm(AdminModelForm):
+    class Meta:
+        model = Wardrobe
+        fields = ["name", "category", "preview", "comfy_payload"]
+
+
 @admin.register(Wardrobe)
 class WardrobeAdmin(admin.ModelAdmin):
+    form = WardrobeForm
     list_display = ["preview_thumb", "name", "category", "lora_name"]
     list_display_links = ["preview_thumb", "name"]
     list_filter = ["category"]
@@ -61,6 +70,8 @@ class WardrobeAdmin(admin.ModelAdmin):
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     list_display = ["name", "category", "url", "max_items"]
+    # A typed "example.com/feed" becomes https://, the scheme Django 6 assumes too.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_filter = ["category"]
     search_fields = ["name", "url", "instruction"]
 
@@ -76,7 +87,7 @@ class ArtistImageInline(admin.TabularInline):
         return thumbnail(image.image, size=64)
 
 
-class ArtistForm(forms.ModelForm):
+class ArtistForm(AdminModelForm):
     content_focus = CommaSeparatedField(help_text="Topics to cover, separated by commas.")
     excluded_keywords = CommaSeparatedField(help_text="Topics never to touch, separated by commas.")
 
@@ -94,16 +105,37 @@ class ArtistAdmin(ScopedAdmin):
     list_filter = ["niche", "active"]
     list_select_related = ["voice"]
     search_fields = ["stage_name", "slug", "persona"]
+    # Explicit: Meta.ordering is dropped from the GROUP BY query the annotation makes (autocomplete pages).
+    ordering = ["stage_name"]
     prepopulated_fields = {"slug": ["stage_name"]}
     autocomplete_fields = ["voice"]
     filter_horizontal = ["allowed_wardrobes", "default_sources", "members"]
     inlines = [ArtistImageInline]
     readonly_fields = ["face_preview", "related_links", "created_at", "updated_at"]
     fieldsets = [
-        ("🧬 DNA", {"fields": ["stage_name", "slug", "niche", "persona", "speaking_style", "content_focus",
-                               "excluded_keywords", "colour", "active"]}),
-        ("📸 Visuals", {"fields": ["face_anchor", "face_preview", "full_body", "three_view_sheet"],
-                        "description": "Master visuals. Poses and studio backdrops are listed below."}),
+        (
+            "🧬 DNA",
+            {
+                "fields": [
+                    "stage_name",
+                    "slug",
+                    "niche",
+                    "persona",
+                    "speaking_style",
+                    "content_focus",
+                    "excluded_keywords",
+                    "colour",
+                    "active",
+                ]
+            },
+        ),
+        (
+            "📸 Visuals",
+            {
+                "fields": ["face_anchor", "face_preview", "full_body", "three_view_sheet"],
+                "description": "Master visuals. Poses and studio backdrops are listed below.",
+            },
+        ),
         ("⚙️ Config", {"fields": ["voice", "allowed_wardrobes", "default_sources", "members"]}),
         ("Work", {"fields": ["related_links", "created_at", "updated_at"]}),
     ]

@@ -93,6 +93,9 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=1)},
 }
 
+# The queue dashboard lives at /admin/rq/ for ops only (mcn_site.urls); no admin entry for every staff user.
+RQ_SHOW_ADMIN_LINK = False
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

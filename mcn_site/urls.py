@@ -1,17 +1,42 @@
+from functools import wraps
+
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
+from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
+from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from mcn_site import views
+from mcn_site.lib.roles import is_ops
 
 admin.site.site_header = "MCN OS"
 admin.site.site_title = "MCN OS"
 admin.site.index_title = "Control plane"
 
+
+def ops_only(view):
+    """django_rq's dashboard only checks is_staff; its buttons empty queues, so only ops get it."""
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_ops(request.user):
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+rq_dashboard = get_admin_urlpatterns(view_wrapper=ops_only) + [
+    URLPattern(p.pattern, ops_only(p.callback), p.default_args, p.name) for p in get_api_urlpatterns()
+]
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", include((rq_dashboard, "django_rq"))),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),

@@ -8,7 +8,8 @@ from django.template.response import TemplateResponse
 
 from artists.models import Wardrobe
 from artists.selectors import artists_visible_to
-from mcn_site.lib.admin import ScopedAdmin, badge, thumbnail
+from mcn_site.lib.admin import ScopedAdmin, ScopedRelatedFieldListFilter, badge, thumbnail
+from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
 from posts import services
 from posts.models import Post, PostEvent, PostStatus, Shot
@@ -29,7 +30,7 @@ def status_badge(post: Post) -> str:
     return badge(post.get_status_display(), STATUS_COLOURS[post.status])
 
 
-class ShotForm(forms.ModelForm):
+class ShotForm(AdminModelForm):
     class Meta:
         model = Shot
         fields = ["position", "locked", "kind", "duration_seconds", "script", "visual_prompt", "manual_asset"]
@@ -40,6 +41,11 @@ class ShotForm(forms.ModelForm):
             "duration_seconds": forms.NumberInput(attrs={"style": "width:5em", "step": "0.1"}),
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["position"].required = False
+        self.fields["position"].help_text = "Playing order. Leave empty to add at the end."
+
     def validate_unique(self):
         # Positions are renumbered 1..n by posts.services.storyboard_apply, so a typed
         # position that another shot holds in the database is a move, not a clash.
@@ -47,6 +53,11 @@ class ShotForm(forms.ModelForm):
 
 
 class ShotFormSet(BaseInlineFormSet):
+    def validate_unique(self):
+        # Two rows typed with the same position are an order (ties keep the rows' order
+        # on the page), not a clash: storyboard_apply renumbers them 1..n.
+        pass
+
     def clean(self):
         super().clean()
         if any(self.errors):
@@ -79,8 +90,17 @@ class ShotInline(admin.TabularInline):
     formset = ShotFormSet
     extra = 0
     ordering = ["position"]
-    fields = ["position", "locked", "kind", "duration_seconds", "script", "visual_prompt", "manual_asset",
-              "asset_preview", "status"]
+    fields = [
+        "position",
+        "locked",
+        "kind",
+        "duration_seconds",
+        "script",
+        "visual_prompt",
+        "manual_asset",
+        "asset_preview",
+        "status",
+    ]
     readonly_fields = ["asset_preview", "status"]
 
     def _editable(self, obj) -> bool:
@@ -108,6 +128,9 @@ class PostEventInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = "Event trail"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -115,7 +138,7 @@ class PostEventInline(admin.TabularInline):
         return False
 
 
-class PostForm(forms.ModelForm):
+class PostForm(AdminModelForm):
     class Meta:
         model = Post
         fields = ["title", "artist", "wardrobe", "brief", "source_content", "created_from_source", "version"]
@@ -124,10 +147,21 @@ class PostForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["version"].required = False
-        artist_id = self.instance.artist_id or self.initial.get("artist")
+        artist_id = self._artist_id()
         if artist_id and "wardrobe" in self.fields:
             # The dropdown offers only the artist's allowed wardrobes; Post.clean enforces it anyway.
             self.fields["wardrobe"].queryset = Wardrobe.objects.filter(artists=artist_id)
+
+    def _artist_id(self) -> int | None:
+        """The artist the wardrobe must belong to: the submitted one, else the saved or pre-filled one."""
+        if self.is_bound:
+            raw = self.data.get(self.add_prefix("artist"))
+        else:
+            raw = self.initial.get("artist") or self.instance.artist_id
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return None
 
     def clean(self):
         cleaned = super().clean()
@@ -143,6 +177,19 @@ class RejectForm(forms.Form):
     )
 
 
+# Written by the system (services, factory), shown read-only.
+META_FIELDS = [
+    "status_label",
+    "feedback",
+    "final_video",
+    "created_from_schedule",
+    "updated_by",
+    "updated_at",
+    "status_changed_at",
+    "created_at",
+]
+
+
 @admin.register(Post)
 class PostAdmin(ScopedAdmin):
     form = PostForm
@@ -151,18 +198,18 @@ class PostAdmin(ScopedAdmin):
     inlines = [ShotInline, PostEventInline]
     list_display = ["artist_face", "title", "artist", "status_label", "wardrobe", "shot_count", "updated_at"]
     list_display_links = ["title"]
-    list_filter = ["status", "artist", "created_at"]
+    list_filter = ["status", ("artist", ScopedRelatedFieldListFilter), "created_at"]
     list_select_related = ["artist", "wardrobe"]
     search_fields = ["title", "brief", "artist__stage_name"]
+    # Explicit: Meta.ordering is dropped from the GROUP BY query the shot count makes.
+    ordering = ["-created_at", "-id"]
     autocomplete_fields = ["artist"]
     date_hierarchy = "created_at"
-    readonly_fields = ["status_label", "feedback", "final_video", "created_from_schedule", "updated_by",
-                       "updated_at", "status_changed_at", "created_at"]
+    readonly_fields = META_FIELDS
     fieldsets = [
         ("🛠️ Config", {"fields": ["title", "artist", "wardrobe", "created_from_source", "version"]}),
         ("Brief", {"fields": ["brief", "source_content"]}),
-        ("📊 Meta", {"fields": ["status_label", "feedback", "final_video", "created_from_schedule",
-                               "updated_by", "updated_at", "status_changed_at", "created_at"]}),
+        ("📊 Meta", {"fields": META_FIELDS}),
     ]
     actions = ["submit_for_review", "approve", "reject", "back_to_draft"]
 
@@ -199,20 +246,29 @@ class PostAdmin(ScopedAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not Shot:
             return super().save_formset(request, form, formset, change)
+        # The shots are saved by storyboard_apply, not formset.save(); the admin's change
+        # message still reads what formset.save() would have recorded.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if not formset.has_changed():
             return None
+        storyboard = storyboard_change(formset)
+        added = [shot for shot in storyboard.shots if shot.pk is None]
+        edited = [(f.instance, f.changed_data) for f in formset.initial_forms if f.instance in storyboard.shots]
         post = form.instance
-        services.storyboard_apply(
-            post=post, actor=request.user, expected_version=post.version, change=storyboard_change(formset)
-        )
+        services.storyboard_apply(post=post, actor=request.user, expected_version=post.version, change=storyboard)
+        formset.new_objects = added
+        formset.changed_objects = [(shot, fields) for shot, fields in edited if fields]
+        formset.deleted_objects = storyboard.deleted
         return None
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except services.ConcurrentEditError as error:
-            # Only reachable when a concurrent save slips between clean() and save (SQLite has no row locks).
-            self.message_user(request, error.messages[0], messages.ERROR)
+        except ValidationError as error:
+            # The forms check versions and locked shots first, so this is only reached when a
+            # concurrent save slips in between clean() and the services (SQLite has no row locks).
+            # The transaction has rolled back: nothing of this save was kept.
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
     # --- admin actions: each one a service call per post --------------------------

@@ -85,9 +85,7 @@ class Post(models.Model):
             models.Index(fields=["status", "created_at"], name="post_status_created_idx"),
         ]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(status__in=PostStatus.values), name="post_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=PostStatus.values), name="post_status_valid"),
             models.CheckConstraint(condition=Q(version__gte=1), name="post_version_positive"),
         ]
 
@@ -95,11 +93,9 @@ class Post(models.Model):
         return self.title
 
     def clean(self) -> None:
-        if self.wardrobe_id and self.artist_id:
-            if not self.artist.allowed_wardrobes.filter(pk=self.wardrobe_id).exists():
-                raise ValidationError(
-                    {"wardrobe": f"“{self.wardrobe}” is not one of {self.artist}'s allowed wardrobes."}
-                )
+        allowed = self.artist.allowed_wardrobes if self.artist_id else None
+        if self.wardrobe_id and allowed is not None and not allowed.filter(pk=self.wardrobe_id).exists():
+            raise ValidationError({"wardrobe": f"“{self.wardrobe}” is not one of {self.artist}'s allowed wardrobes."})
 
     @property
     def is_editable(self) -> bool:
@@ -190,6 +186,4 @@ class Shot(models.Model):
         if self.kind == ShotKind.A_ROLL and not self.script.strip():
             raise ValidationError({"script": "An A-roll shot needs a script: the words the artist says."})
         if self.kind != ShotKind.A_ROLL and not self.visual_prompt.strip() and not self.manual_asset:
-            raise ValidationError(
-                {"visual_prompt": "Describe the picture, or upload a manual asset for this shot."}
-            )
+            raise ValidationError({"visual_prompt": "Describe the picture, or upload a manual asset for this shot."})

@@ -120,6 +120,8 @@ def post_transition(
     if expected_version is not None and post.version != expected_version:
         raise ConcurrentEditError(post)
     from_status = post.status
+    if to_status not in PostStatus.values:
+        raise TransitionError(f"“{to_status}” is not a post status.", code="bad_status")
     if to_status not in ALLOWED_TRANSITIONS[from_status]:
         allowed = ", ".join(PostStatus(s).label for s in sorted(ALLOWED_TRANSITIONS[from_status])) or "nothing"
         raise TransitionError(
@@ -129,10 +131,11 @@ def post_transition(
         )
     if (from_status, to_status) in REVIEW_TRANSITIONS and not can_review(actor):
         raise PermissionDenied("Only reviewers may approve or reject a post.")
+    note = note.strip()
     if to_status == PostStatus.REJECTED:
-        if not note.strip():
+        if not note:
             raise ValidationError({"feedback": "Say what to change: the feedback goes to the rewrite."})
-        post.feedback = note.strip()
+        post.feedback = note
     now = timezone.now()
     post.status = to_status
     post.status_changed_at = now
@@ -143,13 +146,13 @@ def post_transition(
     return post
 
 
+@transaction.atomic
 def post_submit_for_review(*, post_id: int, actor, expected_version: int | None = None) -> Post:
-    post = Post.objects.get(pk=post_id)
+    post = post_transition(post_id=post_id, to_status=PostStatus.REVIEW, actor=actor, expected_version=expected_version)
+    # Checked under the row lock post_transition took: nobody can empty the storyboard in between.
     if not post.shots.exists():
         raise ValidationError("A post needs at least one shot before it can be reviewed.", code="empty_storyboard")
-    return post_transition(
-        post_id=post_id, to_status=PostStatus.REVIEW, actor=actor, expected_version=expected_version
-    )
+    return post
 
 
 def post_approve(*, post_id: int, actor, note: str = "", expected_version: int | None = None) -> Post:
@@ -189,13 +192,14 @@ def storyboard_apply(*, post: Post, actor, expected_version: int, change: Storyb
     Locked shots can be moved but not edited or deleted: unlock them first.
     """
     _ensure_editable(post)
-    post.version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
     originals = {s.pk: s for s in Shot.objects.filter(post=post)}
     problems = storyboard_problems(originals=originals, change=change)
     if problems:
         raise ValidationError(problems, code="locked")
+    new_version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
     Shot.objects.filter(pk__in=[s.pk for s in change.deleted if s.pk]).delete()
     _renumber(post=post, shots=change.shots)
+    post.version = new_version  # only once everything is saved: a refused edit leaves the caller's copy as it was
     _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=_summary(change, originals))
     return post
 

@@ -2,13 +2,13 @@ from django import forms
 from django.contrib import admin
 
 from artists.selectors import artists_visible_to
-from mcn_site.lib.admin import ScopedAdmin, badge
-from mcn_site.lib.forms import CommaSeparatedField
+from mcn_site.lib.admin import ScopedAdmin, ScopedRelatedFieldListFilter, badge
+from mcn_site.lib.forms import AdminModelForm, CommaSeparatedField
 from schedules.models import WEEKDAYS, Schedule
 from schedules.selectors import schedules_visible_to
 
 
-class ScheduleForm(forms.ModelForm):
+class ScheduleForm(AdminModelForm):
     weekdays = forms.MultipleChoiceField(
         choices=[(d, d.title()) for d in WEEKDAYS],
         widget=forms.CheckboxSelectMultiple,
@@ -34,7 +34,7 @@ class ScheduleAdmin(ScopedAdmin):
     scoped_fields = {"artist": artists_visible_to}
     list_display = ["state", "title", "artist", "kind", "when", "timezone", "auto_generate", "last_executed_at"]
     list_display_links = ["title"]
-    list_filter = ["active", "kind", "period", "artist"]
+    list_filter = ["active", "kind", "period", ("artist", ScopedRelatedFieldListFilter)]
     list_select_related = ["artist"]
     search_fields = ["title", "artist__stage_name"]
     autocomplete_fields = ["artist"]

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class SchedulesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
-    name = 'schedules'
+    name = "schedules"

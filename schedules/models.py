@@ -30,7 +30,7 @@ class Schedule(models.Model):
     active = models.BooleanField(default=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ROUTINE)
     period = models.CharField(max_length=20, choices=Period.choices, default=Period.WEEKLY)
-    weekdays = models.JSONField(default=list, blank=True, help_text="Weekly: e.g. [\"monday\", \"thursday\"].")
+    weekdays = models.JSONField(default=list, blank=True, help_text='Weekly: e.g. ["monday", "thursday"].')
     month_days = models.JSONField(
         default=list,
         blank=True,

@@ -5,9 +5,10 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
-    """Uploads land in a per-test folder, never in the developer's var/media."""
+def _test_settings(settings, tmp_path):
+    """Uploads land in a per-test folder, never in the developer's var/media; passwords hash fast."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -74,8 +74,12 @@ def make_wardrobe(**extra) -> Wardrobe:
 
 def make_source(**extra) -> Source:
     return Source.objects.create(
-        **{"name": f"Source {next(_seq)}", "category": Source.Category.FINANCE, "url": "https://example.com/feed",
-           **extra}
+        **{
+            "name": f"Source {next(_seq)}",
+            "category": Source.Category.FINANCE,
+            "url": "https://example.com/feed",
+            **extra,
+        }
     )
 
 
@@ -114,3 +118,8 @@ def make_schedule(*, artist: Artist, **extra) -> Schedule:
     return Schedule.objects.create(
         **{"title": f"Schedule {next(_seq)}", "artist": artist, "weekdays": ["monday"], "times": ["09:00"], **extra}
     )
+
+
+def make_postevent(*, post: Post, **extra):
+    """One row of a post's trail (a "created" event unless told otherwise)."""
+    return post.events.create(**{"kind": "created", "to_status": post.status, **extra})

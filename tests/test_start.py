@@ -102,9 +102,10 @@ def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctr
             )
             assert response.status_code == 200
             assert "Artists" in response.text and "Posts" in response.text
-            assert "Luna" in client.get("/admin/artists/artist/").text or "Kai" in client.get(
-                "/admin/artists/artist/"
-            ).text
+            assert (
+                "Luna" in client.get("/admin/artists/artist/").text
+                or "Kai" in client.get("/admin/artists/artist/").text
+            )
 
         # One rq worker listens on the embedded Redis.
         connection = redis.Redis.from_url(started.redis_url())

@@ -2,13 +2,13 @@
 
 import django.core.validators
 import django.db.models.deletion
-import mcn_site.lib.media
 from django.conf import settings
 from django.db import migrations, models
 
+import mcn_site.lib.media
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,98 +17,233 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Voice',
+            name="Voice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('engine', models.CharField(choices=[('cosyvoice', 'CosyVoice')], default='cosyvoice', max_length=20)),
-                ('speaker_id', models.CharField(blank=True, help_text='CosyVoice SFT speaker id. Leave empty for zero-shot cloning.', max_length=120)),
-                ('sample_audio', models.FileField(blank=True, help_text='WAV or MP3, 3 to 30 s, one clear speaker. Used for zero-shot cloning.', upload_to='voices/', validators=[mcn_site.lib.media.VoiceSampleValidator(3.0, 30.0)])),
-                ('sample_transcription', models.TextField(blank=True, help_text='The exact words spoken in the sample (zero-shot cloning needs them).')),
-                ('notes', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                ("engine", models.CharField(choices=[("cosyvoice", "CosyVoice")], default="cosyvoice", max_length=20)),
+                (
+                    "speaker_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="CosyVoice SFT speaker id. Leave empty for zero-shot cloning.",
+                        max_length=120,
+                    ),
+                ),
+                (
+                    "sample_audio",
+                    models.FileField(
+                        blank=True,
+                        help_text="WAV or MP3, 3 to 30 s, one clear speaker. Used for zero-shot cloning.",
+                        upload_to="voices/",
+                        validators=[mcn_site.lib.media.VoiceSampleValidator(3.0, 30.0)],
+                    ),
+                ),
+                (
+                    "sample_transcription",
+                    models.TextField(
+                        blank=True, help_text="The exact words spoken in the sample (zero-shot cloning needs them)."
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Wardrobe',
+            name="Wardrobe",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('category', models.CharField(choices=[('formal', 'Formal'), ('casual', 'Casual'), ('sport', 'Sport'), ('special', 'Special')], default='casual', max_length=20)),
-                ('preview', models.ImageField(blank=True, upload_to='wardrobes/', validators=[mcn_site.lib.media.validate_image])),
-                ('comfy_payload', models.JSONField(default=dict, help_text='What ComfyUI needs, e.g. {"lora_name": "suit_v1.safetensors", "trigger_word": "navy blue suit", "strength": 0.8}.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("formal", "Formal"),
+                            ("casual", "Casual"),
+                            ("sport", "Sport"),
+                            ("special", "Special"),
+                        ],
+                        default="casual",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "preview",
+                    models.ImageField(
+                        blank=True, upload_to="wardrobes/", validators=[mcn_site.lib.media.validate_image]
+                    ),
+                ),
+                (
+                    "comfy_payload",
+                    models.JSONField(
+                        default=dict,
+                        help_text='What ComfyUI needs, e.g. {"lora_name": "suit_v1.safetensors", "trigger_word": "navy blue suit", "strength": 0.8}.',
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Artist',
+            name="Artist",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stage_name', models.CharField(max_length=120)),
-                ('slug', models.SlugField(max_length=80, unique=True)),
-                ('niche', models.CharField(choices=[('finance', 'Finance'), ('tech', 'Tech'), ('kids', 'Kids'), ('metaphysics', 'Metaphysics')], max_length=20)),
-                ('persona', models.TextField(blank=True, help_text='Backstory and personality.')),
-                ('speaking_style', models.TextField(blank=True)),
-                ('content_focus', models.JSONField(blank=True, default=list, help_text='Topics to cover, as a list of words.')),
-                ('excluded_keywords', models.JSONField(blank=True, default=list, help_text='Topics never to touch.')),
-                ('colour', models.CharField(default='#4f46e5', help_text='Brand colour (#rrggbb) for title cards and badges.', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9a-fA-F]{6}$', 'Use a #rrggbb colour such as #4f46e5.')])),
-                ('face_anchor', models.ImageField(help_text='Square face close-up, at least 512x512 px: locks the face in every shot.', upload_to='artists/faces/', validators=[mcn_site.lib.media.SquareImageValidator(512)])),
-                ('full_body', models.ImageField(blank=True, upload_to='artists/body/', validators=[mcn_site.lib.media.validate_image])),
-                ('three_view_sheet', models.ImageField(blank=True, help_text='Front, side and back.', upload_to='artists/sheets/', validators=[mcn_site.lib.media.validate_image])),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('members', models.ManyToManyField(blank=True, help_text='Who may work on this artist.', related_name='artists', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stage_name", models.CharField(max_length=120)),
+                ("slug", models.SlugField(max_length=80, unique=True)),
+                (
+                    "niche",
+                    models.CharField(
+                        choices=[
+                            ("finance", "Finance"),
+                            ("tech", "Tech"),
+                            ("kids", "Kids"),
+                            ("metaphysics", "Metaphysics"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("persona", models.TextField(blank=True, help_text="Backstory and personality.")),
+                ("speaking_style", models.TextField(blank=True)),
+                (
+                    "content_focus",
+                    models.JSONField(blank=True, default=list, help_text="Topics to cover, as a list of words."),
+                ),
+                ("excluded_keywords", models.JSONField(blank=True, default=list, help_text="Topics never to touch.")),
+                (
+                    "colour",
+                    models.CharField(
+                        default="#4f46e5",
+                        help_text="Brand colour (#rrggbb) for title cards and badges.",
+                        max_length=7,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^#[0-9a-fA-F]{6}$", "Use a #rrggbb colour such as #4f46e5."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "face_anchor",
+                    models.ImageField(
+                        help_text="Square face close-up, at least 512x512 px: locks the face in every shot.",
+                        upload_to="artists/faces/",
+                        validators=[mcn_site.lib.media.SquareImageValidator(512)],
+                    ),
+                ),
+                (
+                    "full_body",
+                    models.ImageField(
+                        blank=True, upload_to="artists/body/", validators=[mcn_site.lib.media.validate_image]
+                    ),
+                ),
+                (
+                    "three_view_sheet",
+                    models.ImageField(
+                        blank=True,
+                        help_text="Front, side and back.",
+                        upload_to="artists/sheets/",
+                        validators=[mcn_site.lib.media.validate_image],
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Who may work on this artist.",
+                        related_name="artists",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['stage_name'],
+                "ordering": ["stage_name"],
             },
         ),
         migrations.CreateModel(
-            name='ArtistImage',
+            name="ArtistImage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('pose', 'Pose'), ('backdrop', 'Studio backdrop')], max_length=20)),
-                ('image', models.ImageField(upload_to='artists/library/', validators=[mcn_site.lib.media.validate_image])),
-                ('caption', models.CharField(blank=True, max_length=200)),
-                ('artist', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='artists.artist')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("pose", "Pose"), ("backdrop", "Studio backdrop")], max_length=20)),
+                (
+                    "image",
+                    models.ImageField(upload_to="artists/library/", validators=[mcn_site.lib.media.validate_image]),
+                ),
+                ("caption", models.CharField(blank=True, max_length=200)),
+                (
+                    "artist",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="images", to="artists.artist"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['artist', 'kind', 'id'],
+                "ordering": ["artist", "kind", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('category', models.CharField(choices=[('finance', 'Finance'), ('tech', 'Tech'), ('kids', 'Kids'), ('metaphysics', 'Metaphysics'), ('politics', 'Politics'), ('all', 'All niches')], help_text='Keeps sources to the right artists: a finance artist never reads nursery rhymes.', max_length=20)),
-                ('url', models.URLField(help_text='http or https only.', max_length=500)),
-                ('instruction', models.TextField(blank=True, help_text='What the director should focus on in this source.')),
-                ('max_items', models.PositiveSmallIntegerField(default=5)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("finance", "Finance"),
+                            ("tech", "Tech"),
+                            ("kids", "Kids"),
+                            ("metaphysics", "Metaphysics"),
+                            ("politics", "Politics"),
+                            ("all", "All niches"),
+                        ],
+                        help_text="Keeps sources to the right artists: a finance artist never reads nursery rhymes.",
+                        max_length=20,
+                    ),
+                ),
+                ("url", models.URLField(help_text="http or https only.", max_length=500)),
+                (
+                    "instruction",
+                    models.TextField(blank=True, help_text="What the director should focus on in this source."),
+                ),
+                ("max_items", models.PositiveSmallIntegerField(default=5)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('url__startswith', 'http://'), ('url__startswith', 'https://'), _connector='OR'), name='source_url_http'), models.CheckConstraint(condition=models.Q(('max_items__gte', 1), ('max_items__lte', 100)), name='source_max_items_1_100')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("url__startswith", "http://"), ("url__startswith", "https://"), _connector="OR"
+                        ),
+                        name="source_url_http",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("max_items__gte", 1), ("max_items__lte", 100)),
+                        name="source_max_items_1_100",
+                    ),
+                ],
             },
         ),
         migrations.AddField(
-            model_name='artist',
-            name='default_sources',
-            field=models.ManyToManyField(blank=True, related_name='artists', to='artists.source'),
+            model_name="artist",
+            name="default_sources",
+            field=models.ManyToManyField(blank=True, related_name="artists", to="artists.source"),
         ),
         migrations.AddField(
-            model_name='artist',
-            name='voice',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='artists', to='artists.voice'),
+            model_name="artist",
+            name="voice",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="artists", to="artists.voice"
+            ),
         ),
         migrations.AddField(
-            model_name='artist',
-            name='allowed_wardrobes',
-            field=models.ManyToManyField(blank=True, related_name='artists', to='artists.wardrobe'),
+            model_name="artist",
+            name="allowed_wardrobes",
+            field=models.ManyToManyField(blank=True, related_name="artists", to="artists.wardrobe"),
         ),
     ]

@@ -43,6 +43,22 @@ class ScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A changelist filter on a related field that lists only the rows the user may see.
+
+    Django's RelatedFieldListFilter lists every related row, which would name other
+    teams' artists in a producer's sidebar. Use it as `("artist", ScopedRelatedFieldListFilter)`
+    on a ScopedAdmin whose `scoped_fields` names that field.
+    """
+
+    def field_choices(self, field, request, model_admin):
+        visible = model_admin.scoped_fields[field.name](user=request.user)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"pk__in": visible.values("pk")}, ordering=ordering
+        )
+
+
 def thumbnail(file, *, size: int = 48, alt: str = "") -> str:
     """An <img> of an uploaded image for admin lists, or a dash when there is none."""
     if not file:

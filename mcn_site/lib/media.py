@@ -6,6 +6,7 @@ producer can act on, and rewinds the file so it can still be saved.
 """
 
 import io
+
 import filetype
 import mutagen
 from django.conf import settings

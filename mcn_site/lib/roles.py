@@ -1,12 +1,91 @@
-"""The three staff roles and the questions every app asks about them.
+"""The three staff roles: what each may do, and the questions every app asks about them.
 
-Groups are created with their permissions by the data migration
-posts/migrations/0002_roles.py; these helpers are the only place that reads them.
+ROLES is the one definition. Migrations call `sync_roles(apps)` whenever it
+changes (posts/migrations/0002_roles.py first); `seed_demo` calls it too, so a
+flushed test database or a hand-cleaned one gets its groups back.
+Producers and reviewers still see only the artists they are members of
+(artists.selectors); these permissions say what they may do there.
 """
 
 PRODUCER = "Producer"
 REVIEWER = "Reviewer"
 OPS = "Ops"
+
+_CRUD = ["view", "add", "change", "delete"]
+
+ROLES: dict[str, dict[str, list[str]]] = {
+    PRODUCER: {
+        "artists.artist": ["view", "add", "change"],
+        "artists.artistimage": _CRUD,
+        "artists.voice": ["view", "add", "change"],
+        "artists.wardrobe": ["view", "add", "change"],
+        "artists.source": ["view", "add", "change"],
+        "schedules.schedule": _CRUD,
+        "posts.post": _CRUD,
+        "posts.shot": _CRUD,
+        "posts.postevent": ["view"],
+    },
+    REVIEWER: {
+        "artists.artist": ["view"],
+        "artists.artistimage": ["view"],
+        "artists.voice": ["view"],
+        "artists.wardrobe": ["view"],
+        "artists.source": ["view"],
+        "schedules.schedule": ["view"],
+        "posts.post": ["view", "change", "review"],
+        "posts.shot": ["view"],
+        "posts.postevent": ["view"],
+    },
+    OPS: {
+        "auth.user": ["view", "add", "change"],  # ops decide who works on which artist
+        "auth.group": ["view"],
+        "artists.artist": _CRUD,
+        "artists.artistimage": _CRUD,
+        "artists.voice": _CRUD,
+        "artists.wardrobe": _CRUD,
+        "artists.source": _CRUD,
+        "schedules.schedule": _CRUD,
+        "posts.post": [*_CRUD, "review"],
+        "posts.shot": _CRUD,
+        "posts.postevent": ["view"],
+    },
+}
+
+
+def _codename(action: str, model: str) -> str:
+    return "review_post" if action == "review" else f"{action}_{model}"
+
+
+def sync_roles(apps, *, create_missing_permissions: bool = True) -> None:
+    """Create the groups and give each exactly the permissions ROLES lists.
+
+    `apps` is a migration's historical registry or django.apps.apps.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    if create_missing_permissions:
+        # Permissions are normally made after all migrations ran; make them now to assign them.
+        for app_config in apps.get_app_configs():
+            historical = getattr(app_config, "models_module", None) is None
+            if historical:
+                app_config.models_module = True
+            create_permissions(app_config, verbosity=0)
+            if historical:
+                app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, grants in ROLES.items():
+        wanted = []
+        for label, actions in grants.items():
+            app_label, model = label.split(".")
+            codenames = [_codename(action, model) for action in actions]
+            found = list(Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames))
+            missing = set(codenames) - {p.codename for p in found}
+            if missing:
+                raise RuntimeError(f"Permissions not found for {role}: {sorted(missing)}")
+            wanted += found
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(wanted)
 
 
 def is_ops(user) -> bool:

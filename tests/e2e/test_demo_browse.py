@@ -6,9 +6,9 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-# serialized_rollback: the live server needs committed data, and the flush after each test
-# must not take the roles created by the data migration with it.
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.browser]
+# transaction=True: the live server thread needs committed data. The flush after each test
+# also drops the role groups; seed_demo brings them back.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 PASSWORD = "demo-pass-for-e2e"
 

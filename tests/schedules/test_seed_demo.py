@@ -19,12 +19,6 @@ from schedules.models import Schedule
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # seed_demo hashes three passwords per run; the real hasher would dominate these tests.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def seed(*args: str) -> str:
     out = io.StringIO()
     call_command("seed_demo", *args, stdout=out, stderr=io.StringIO())

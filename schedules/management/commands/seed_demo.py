@@ -17,6 +17,7 @@ from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -753,6 +754,9 @@ class Command(BaseCommand):
         password = password or env_str("MCN_DEMO_PASSWORD") or DEFAULT_PASSWORD
         seeder = DemoSeeder(password=password)
         with transaction.atomic():
+            if Group.objects.filter(name__in=roles.ROLES).count() < len(roles.ROLES):
+                # A flushed or hand-cleaned database: bring the roles back as the migration made them.
+                roles.sync_roles(django_apps)
             seeder.run()
         if quiet or options["verbosity"] == 0:
             return
