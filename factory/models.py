@@ -1,0 +1,229 @@
+"""Jobs the factory runs on GPU/CPU workers, the workflow templates they use, and the workers.
+
+The Job row is the source of truth: Redis/rq only rings the doorbell. The factory
+knows nothing of posts or artists; a caller names its work with a `subject` key
+such as "post.42/shot.7" and hears back through factory.signals.job_changed.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from factory.templating import template_problems
+
+
+class PlaceholderType(models.TextChoices):
+    STRING = "string", "Text"
+    INT = "int", "Whole number"
+    FLOAT = "float", "Number"
+    BOOL = "bool", "Yes/no"
+    IMAGE = "image", "Image file"
+    AUDIO = "audio", "Audio file"
+
+
+class WorkflowTemplate(models.Model):
+    """A ComfyUI workflow in API format with declared `{{KEY}}` placeholders."""
+
+    name = models.SlugField(max_length=100, help_text="Jobs ask for a template by this name (latest active version).")
+    version = models.PositiveIntegerField(default=1)
+    description = models.TextField(blank=True)
+    workflow = models.JSONField(help_text="ComfyUI API format: node ids mapping to {class_type, inputs}.")
+    placeholders = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Declared parameters: {"SEED": {"type": "int", "default": 0}, "PROMPT": {"type": "string"}}.',
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="workflowtemplate_name_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def clean(self) -> None:
+        problems = template_problems(self.workflow, self.placeholders)
+        if problems:
+            raise ValidationError(problems)
+
+
+class JobKind(models.TextChoices):
+    COMFYUI = "comfyui", "ComfyUI workflow"
+    TTS = "tts", "Text to speech"
+    RENDER = "render", "Video assembly"
+    LLM = "llm", "LLM request"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Lane(models.TextChoices):
+    VIP = "vip", "VIP"
+    NORMAL = "normal", "Normal"
+
+
+class ErrorKind(models.TextChoices):
+    CONFIG = "config", "Configuration"
+    UNREACHABLE = "unreachable", "Server unreachable"
+    OOM = "oom", "Out of GPU memory"
+    STALLED = "stalled", "Stalled"
+    LOST = "lost", "Lost"
+    EXECUTION = "execution", "Execution error"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobQuerySet(models.QuerySet):
+    def unfinished(self) -> "JobQuerySet":
+        return self.exclude(status__in=TERMINAL_STATUSES)
+
+    def stalled(self, *, before) -> "JobQuerySet":
+        """Unfinished jobs that have shown no sign of life since `before` (the reconciler's list)."""
+        return self.unfinished().filter(Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, queued_at__lt=before))
+
+
+class Job(models.Model):
+    kind = models.CharField(max_length=20, choices=JobKind.choices, default=JobKind.COMFYUI)
+    template = models.ForeignKey(WorkflowTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs")
+    params = models.JSONField(default=dict, blank=True, help_text="Placeholder values, by key.")
+    overrides = models.JSONField(default=dict, blank=True, help_text='Node inputs by node id: {"3": {"steps": 30}}.')
+    subject = models.CharField(max_length=200, blank=True, help_text="What the caller made this for: post.42/shot.7.")
+    lane = models.CharField(max_length=10, choices=Lane.choices, default=Lane.NORMAL)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Prompts submitted so far (each one an attempt).")
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    retries = models.PositiveSmallIntegerField(default=0, help_text="Waits for an unreachable server so far.")
+    # ComfyUI: our own prompt id, minted and stored before submitting, and where it was sent.
+    prompt_id = models.CharField(max_length=64, blank=True)
+    server_url = models.CharField(max_length=300, blank=True)
+    submitted_workflow = models.JSONField(null=True, blank=True, editable=False)
+    progress_node = models.CharField(max_length=200, blank=True)
+    progress_value = models.PositiveIntegerField(default=0)
+    progress_max = models.PositiveIntegerField(default=0)
+    progress_percent = models.FloatField(default=0)
+    error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
+    error_message = models.TextField(blank=True, help_text="What went wrong, in words a producer can act on.")
+    error_details = models.JSONField(default=dict, blank=True, help_text="For staff: node, exception, traceback.")
+    cancel_requested = models.BooleanField(default=False)
+    worker_name = models.CharField(max_length=200, blank=True)
+    rq_job_id = models.CharField(max_length=100, blank=True)
+    gpu_seconds = models.FloatField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Admin job list and the queue panel: filter by status and lane, newest first.
+            models.Index(fields=["status", "lane", "created_at"], name="job_status_lane_created_idx"),
+            # Callers look up their jobs by subject (post.42/shot.7).
+            models.Index(fields=["subject"], name="job_subject_idx"),
+            # The reconciler's scan: unfinished jobs only.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="job_unfinished_heartbeat_idx",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(condition=Q(lane__in=Lane.values), name="job_lane_valid"),
+            models.CheckConstraint(
+                condition=Q(progress_percent__gte=0, progress_percent__lte=100), name="job_progress_0_100"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="comfyui") | Q(template__isnull=False), name="job_comfyui_has_template"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = self.template.name if self.template_id else self.get_kind_display()
+        return f"Job {self.pk} ({label})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobEvent(models.Model):
+    """Append-only trail of a job: status changes, attempts, errors, outputs."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=30)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["job", "created_at"], name="jobevent_job_created_idx")]  # the job page
+
+    def __str__(self) -> str:
+        return f"{self.job}: {self.kind}"
+
+
+class JobOutput(models.Model):
+    """A file a job produced, copied into our media storage (never served from ComfyUI)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    attempt = models.PositiveSmallIntegerField()
+    node_id = models.CharField(max_length=50, blank=True)
+    index = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to="factory/", max_length=300)
+    original_name = models.CharField(max_length=300, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "attempt", "node_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt", "node_id", "index"], name="joboutput_unique_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name or self.file.name
+
+
+class GpuWorker(models.Model):
+    """A worker process and the ComfyUI server it drives, as last heard from its heartbeat."""
+
+    name = models.CharField(max_length=200, unique=True)
+    server_url = models.CharField(max_length=300)
+    queues = models.CharField(max_length=300, blank=True)
+    device_name = models.CharField(max_length=200, blank=True)
+    vram_total = models.PositiveBigIntegerField(null=True, blank=True)
+    vram_free = models.PositiveBigIntegerField(null=True, blank=True)
+    server_reachable = models.BooleanField(default=False)
+    current_job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -89,9 +89,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # to its embedded server when none is configured.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Queues: "gpu-vip" before "gpu" for ComfyUI jobs (a GPU worker listens to both, in that
+# order); "cpu" for TTS, LLM and assembly; "default" for small housekeeping.
+RQ_DEFAULT_TIMEOUT = env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=60)
 RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=1)},
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in ("gpu-vip", "gpu", "cpu", "default")
 }
+
+# --- Factory: the ComfyUI server a GPU worker drives (each worker process gets its own).
+COMFYUI_URL = env_str("COMFYUI_URL", "http://127.0.0.1:8188")
+FACTORY_CONNECT_TIMEOUT = env_int("FACTORY_CONNECT_TIMEOUT", 3, minimum=1)
+FACTORY_READ_TIMEOUT = env_int("FACTORY_READ_TIMEOUT", 30, minimum=1)
+FACTORY_JOB_DEADLINE = env_int("FACTORY_JOB_DEADLINE", 3000, minimum=10)  # seconds; kept below RQ_DEFAULT_TIMEOUT
+FACTORY_STALL_SECONDS = env_int("FACTORY_STALL_SECONDS", 120, minimum=1)  # no progress for this long: stalled
+FACTORY_POLL_SECONDS = env_int("FACTORY_POLL_SECONDS", 5, minimum=1)  # /history poll beside the socket
+FACTORY_MAX_ATTEMPTS = env_int("FACTORY_MAX_ATTEMPTS", 3, minimum=1)
+FACTORY_UNREACHABLE_RETRIES = env_list("FACTORY_UNREACHABLE_RETRIES", ["10", "30", "60", "120", "300"])
+FACTORY_FREE_AFTER_JOB = env_str("FACTORY_FREE_AFTER_JOB", "unload_models")  # none | unload_models | free_memory
+FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
+FACTORY_PREFLIGHT_CACHE_SECONDS = env_int("FACTORY_PREFLIGHT_CACHE_SECONDS", 300, minimum=0)
 
 # The queue dashboard lives at /admin/rq/ for ops only (mcn_site.urls); no admin entry for every staff user.
 RQ_SHOW_ADMIN_LINK = False

@@ -5,7 +5,8 @@
     python scripts/dev.py test [pytest arguments...]
 
 `run` migrates, seeds the demo, then runs the web server (daphne: HTTP and
-websockets) and a django-rq worker until Ctrl-C, which stops them all.
+websockets), a GPU worker (bound to COMFYUI_URL), a CPU worker and the job
+reconciler until Ctrl-C, which stops them all.
 Without REDIS_URL both commands start a private redis-server and stop it at the end.
 """
 
@@ -69,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
             "web": subprocess.Popen(  # noqa: S603
                 [PYTHON, "-m", "daphne", "-b", args.host, "-p", str(args.port), "mcn_site.asgi:application"], cwd=ROOT
             ),
-            "worker": subprocess.Popen([PYTHON, "manage.py", "rqworker", "default"], cwd=ROOT),  # noqa: S603
+            # One GPU worker per ComfyUI server; COMFYUI_URL says which (default http://127.0.0.1:8188).
+            "gpu-worker": subprocess.Popen([PYTHON, "manage.py", "run_gpu_worker"], cwd=ROOT),  # noqa: S603
+            "cpu-worker": subprocess.Popen(  # noqa: S603
+                [PYTHON, "manage.py", "rqworker", "cpu", "default", "--with-scheduler"], cwd=ROOT
+            ),
+            "reconciler": subprocess.Popen([PYTHON, "manage.py", "reconcile_jobs"], cwd=ROOT),  # noqa: S603
         }
         print(f"MCN OS is starting on http://{args.host}:{args.port}/ (Ctrl-C stops everything)", flush=True)
         stopping = False

@@ -107,12 +107,13 @@ def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctr
                 or "Kai" in client.get("/admin/artists/artist/").text
             )
 
-        # One rq worker listens on the embedded Redis.
+        # A GPU worker (vip lane first) and a CPU worker listen on the embedded Redis.
         connection = redis.Redis.from_url(started.redis_url())
         deadline = time.monotonic() + 30
-        while not Worker.all(connection=connection) and time.monotonic() < deadline:
+        while len(Worker.all(connection=connection)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(Worker.all(connection=connection)) == 1
+        queues = sorted(tuple(worker.queue_names()) for worker in Worker.all(connection=connection))
+        assert queues == [("cpu", "default"), ("gpu-vip", "gpu")]
         redis_port = connection.connection_pool.connection_kwargs["port"]
 
         assert started.interrupt() == 0, started.output()

@@ -48,6 +48,11 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "posts.post": [*_CRUD, "review"],
         "posts.shot": _CRUD,
         "posts.postevent": ["view"],
+        "factory.workflowtemplate": _CRUD,
+        "factory.job": ["view", "add", "change"],
+        "factory.jobevent": ["view"],
+        "factory.joboutput": ["view"],
+        "factory.gpuworker": ["view"],
     },
 }
 

@@ -1,0 +1,350 @@
+"""A ComfyUI client that survives the faults of docs/reliability (httpx + websocket-client).
+
+It speaks ComfyUI 0.3.64's protocol: our own prompt ids, the websocket opened
+before submitting, `/history` polled alongside the socket (the socket can go
+silent while work continues), two deadlines, and targeted interrupts. It knows
+nothing of Django: errors come back as ComfyUIError with a `kind` the job
+layer maps onto its error kinds.
+"""
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import websocket
+
+log = logging.getLogger(__name__)
+
+
+class ComfyUIError(Exception):
+    """Something went wrong talking to ComfyUI. `kind` is one of the factory's error kinds."""
+
+    kind = "execution"
+
+    def __init__(self, message: str, *, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class Unreachable(ComfyUIError):
+    kind = "unreachable"
+
+
+class WorkflowRejected(ComfyUIError):
+    kind = "config"
+
+
+class ExecutionFailed(ComfyUIError):
+    kind = "execution"
+
+
+class OutOfMemory(ExecutionFailed):
+    kind = "oom"
+
+
+class PromptLost(ComfyUIError):
+    kind = "lost"
+
+
+class Stalled(ComfyUIError):
+    kind = "stalled"
+
+
+class Cancelled(ComfyUIError):
+    kind = "cancelled"
+
+
+@dataclass
+class Progress:
+    node: str = ""
+    value: int = 0
+    maximum: int = 0
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.value / self.maximum, 1) if self.maximum else 0.0
+
+
+@dataclass
+class OutputFile:
+    node_id: str
+    index: int
+    filename: str
+    subfolder: str
+    type: str
+
+
+@dataclass
+class Deadlines:
+    total_seconds: float = 3000.0  # below rq's job timeout
+    stall_seconds: float = 120.0  # no progress or node change for this long
+    poll_seconds: float = 5.0  # /history poll, mandatory alongside the socket
+
+
+@dataclass
+class PromptState:
+    """Where a prompt we submitted stands on the server."""
+
+    state: str  # "done", "running", "pending", "absent"
+    history: dict = field(default_factory=dict)
+
+
+def _describe_node_errors(node_errors: dict) -> str:
+    parts = []
+    for node_id, entry in sorted(node_errors.items()):
+        for err in entry.get("errors", []):
+            detail = err.get("details") or err.get("message", "")
+            parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {detail}")
+    return "; ".join(parts)
+
+
+class ComfyUIClient:
+    """One ComfyUI server. Build it once per process: httpx clients are costly to make."""
+
+    def __init__(self, base_url: str, *, client_id: str, connect_timeout: float = 3.0, read_timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- plain requests ------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise Unreachable(
+                f"GPU server unreachable at {self.base_url} ({type(error).__name__}).",
+                details={"error": str(error), "path": path},
+            ) from error
+
+    def _json(self, method: str, path: str, **kwargs):
+        response = self._request(method, path, **kwargs)
+        if response.status_code >= 500:
+            raise Unreachable(
+                f"GPU server error {response.status_code} on {path}.", details={"body": response.text[:500]}
+            )
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def system_stats(self) -> dict:
+        return self._json("GET", "/system_stats")
+
+    def object_info(self) -> dict:
+        return self._json("GET", "/object_info")
+
+    def queue_ids(self) -> tuple[set[str], set[str]]:
+        """(running prompt ids, pending prompt ids)."""
+        data = self._json("GET", "/queue")
+        running = {item[1] for item in data.get("queue_running", [])}
+        pending = {item[1] for item in data.get("queue_pending", [])}
+        return running, pending
+
+    def history(self, prompt_id: str) -> dict:
+        """The history entry of a finished prompt, or {} while it is queued, running or unknown."""
+        return self._json("GET", f"/history/{prompt_id}").get(prompt_id, {})
+
+    def interrupt(self, prompt_id: str) -> None:
+        """Interrupt only this prompt (a global interrupt could hit the next job), and drop it if pending."""
+        with contextlib.suppress(ComfyUIError, httpx.HTTPError):
+            self._request("POST", "/interrupt", json={"prompt_id": prompt_id})
+            self._request("POST", "/queue", json={"delete": [prompt_id]})
+
+    def free(self, *, unload_models: bool = True, free_memory: bool = True) -> None:
+        self._request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+
+    def upload(self, path: Path, *, name: str, subfolder: str = "mcn") -> str:
+        """Upload an input file; return the name a LoadImage/LoadAudio node must use."""
+        with open(path, "rb") as handle:
+            response = self._request(
+                "POST",
+                "/upload/image",
+                files={"image": (name, handle)},
+                data={"type": "input", "subfolder": subfolder, "overwrite": "true"},
+            )
+        if response.status_code != 200:
+            raise Unreachable(f"Upload of {name} refused ({response.status_code}).")
+        data = response.json()
+        return f"{data['subfolder']}/{data['name']}" if data.get("subfolder") else data["name"]
+
+    def download(self, output: OutputFile) -> Iterator[bytes]:
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
+        try:
+            with self.http.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    raise ExecutionFailed(
+                        f"Output {output.filename} could not be fetched ({response.status_code}).",
+                        details={"params": params},
+                    )
+                yield from response.iter_bytes(1 << 16)
+        except httpx.TransportError as error:
+            raise Unreachable(f"GPU server unreachable while fetching {output.filename}.") from error
+
+    # --- submitting and watching -------------------------------------------------------
+
+    def submit(self, prompt: dict, *, prompt_id: str) -> None:
+        """Queue `prompt` under our own id. A 400 (or partial acceptance) is a config error: never retried."""
+        response = self._request(
+            "POST", "/prompt", json={"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        )
+        if response.status_code == 400:
+            body = response.json()
+            error = body.get("error", {})
+            detail = _describe_node_errors(body.get("node_errors", {})) or error.get("message", "")
+            extra = f" ({error.get('details')})" if error.get("details") and not body.get("node_errors") else ""
+            raise WorkflowRejected(f"Workflow invalid: {detail}{extra}", details=body)
+        if response.status_code >= 500:
+            raise Unreachable(f"GPU server error {response.status_code} on submit.", details={"body": response.text})
+        body = response.json()
+        if body.get("node_errors"):
+            # Accepted with broken branches silently skipped: not the job we asked for.
+            self.interrupt(prompt_id)
+            raise WorkflowRejected(f"Workflow invalid: {_describe_node_errors(body['node_errors'])}", details=body)
+
+    def locate(self, prompt_id: str) -> PromptState:
+        """Reconcile: is our prompt done, running, pending, or gone (server restarted)?"""
+        entry = self.history(prompt_id)
+        if entry:
+            return PromptState("done", entry)
+        running, pending = self.queue_ids()
+        if prompt_id in running:
+            return PromptState("running")
+        if prompt_id in pending:
+            return PromptState("pending")
+        # It may have finished between the two reads.
+        entry = self.history(prompt_id)
+        return PromptState("done", entry) if entry else PromptState("absent")
+
+    def open_socket(self, timeout: float = 5.0) -> websocket.WebSocket | None:
+        parts = urlsplit(self.base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        url = f"{scheme}://{parts.netloc}{parts.path}/ws?clientId={self.client_id}"
+        try:
+            return websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+        except (OSError, websocket.WebSocketException) as error:
+            log.info("ComfyUI socket not available (%s); relying on /history polling", error)
+            return None
+
+    def wait(
+        self,
+        prompt_id: str,
+        *,
+        socket: websocket.WebSocket | None,
+        deadlines: Deadlines,
+        on_progress: Callable[[Progress], None] = lambda p: None,
+        should_cancel: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict:
+        """Wait for the prompt to finish; return its history entry or raise the matching ComfyUIError."""
+        started = last_sign = clock()
+        next_poll = started  # poll at once: it may have finished before the socket opened
+        progress = Progress()
+        try:
+            while True:
+                now = clock()
+                if should_cancel():
+                    self.interrupt(prompt_id)
+                    raise Cancelled("Cancelled by request.")
+                if now - started > deadlines.total_seconds:
+                    self.interrupt(prompt_id)
+                    raise Stalled(f"Timed out after {deadlines.total_seconds:.0f} s; cancelled on the GPU server.")
+                if now - last_sign > deadlines.stall_seconds:
+                    self.interrupt(prompt_id)
+                    raise Stalled(
+                        f"Stalled: no progress for {deadlines.stall_seconds:.0f} s; cancelled on the GPU server.",
+                        details={"node": progress.node},
+                    )
+                if now >= next_poll:
+                    next_poll = now + deadlines.poll_seconds
+                    where = self.locate(prompt_id)
+                    if where.state == "done":
+                        return self._outcome(where.history)
+                    if where.state == "absent":
+                        raise PromptLost("The GPU server lost the prompt (it restarted?).")
+                    if socket is None:
+                        socket = self.open_socket()
+                wait_for = max(0.05, min(next_poll - clock(), 1.0))
+                message = self._receive(socket, wait_for) if socket else None
+                if socket is not None and message is False:
+                    with contextlib.suppress(Exception):
+                        socket.close()
+                    socket = None  # reopened at the next poll
+                    continue
+                if socket is None:
+                    time.sleep(wait_for)
+                    continue
+                if not message or message.get("data", {}).get("prompt_id") not in (prompt_id, None):
+                    continue
+                kind, data = message.get("type"), message.get("data", {})
+                if kind == "progress" and data.get("prompt_id") == prompt_id:
+                    progress = Progress(str(data.get("node") or progress.node), data["value"], data["max"])
+                    last_sign = clock()
+                    on_progress(progress)
+                elif kind == "executing" and data.get("prompt_id") == prompt_id:
+                    last_sign = clock()
+                    if data.get("node") is None:
+                        next_poll = clock()  # finished: read the authoritative result now
+                    else:
+                        progress = Progress(str(data["node"]), 0, 0)
+                        on_progress(progress)
+                elif kind in {"execution_success", "execution_error", "execution_interrupted"}:
+                    next_poll = clock()
+        finally:
+            if socket is not None:
+                with contextlib.suppress(Exception):
+                    socket.close()
+
+    @staticmethod
+    def _receive(socket: websocket.WebSocket, timeout: float):
+        """One JSON message, None on timeout or a binary frame, False when the socket broke."""
+        socket.settimeout(timeout)
+        try:
+            frame = socket.recv()
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (OSError, websocket.WebSocketException):
+            return False
+        if not isinstance(frame, str):
+            return None  # previews: not ours to keep
+        try:
+            return json.loads(frame)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _outcome(entry: dict) -> dict:
+        status = entry.get("status", {})
+        if status.get("status_str") == "success":
+            return entry
+        messages = status.get("messages", [])
+        last_kind, data = messages[-1] if messages else ("", {})
+        if last_kind == "execution_interrupted":
+            raise Cancelled("Interrupted on the GPU server.", details=data)
+        node = f"node {data.get('node_id', '?')} ({data.get('node_type', '?')})"
+        text = (data.get("exception_message") or "unknown error").strip().splitlines()[0]
+        details = {k: data.get(k) for k in ("node_id", "node_type", "exception_type", "exception_message", "traceback")}
+        if "OutOfMemory" in (data.get("exception_type") or "") or "out of memory" in text.lower():
+            raise OutOfMemory(f"Out of GPU memory on {node}.", details=details)
+        raise ExecutionFailed(f"Failed on {node}: {text}", details=details)
+
+
+def output_files(entry: dict) -> list[OutputFile]:
+    """The saved files of a finished prompt (previews in temp/ are not outputs)."""
+    files = []
+    for node_id, outputs in sorted(entry.get("outputs", {}).items()):
+        index = 0
+        for key in ("images", "gifs", "videos", "audio"):
+            for item in outputs.get(key, []) or []:
+                if isinstance(item, dict) and item.get("filename") and item.get("type", "output") == "output":
+                    files.append(OutputFile(node_id, index, item["filename"], item.get("subfolder", ""), "output"))
+                    index += 1
+    return files

@@ -1,0 +1,239 @@
+"""Run one ComfyUI job: reconcile, submit, watch, collect. The steps of the robust client.
+
+Called by factory.jobs.run_job inside a worker. It reads and writes the job only
+through factory.services, and never submits a prompt twice for one attempt:
+a prompt id is stored before submitting, and any re-run first asks ComfyUI
+where that prompt stands (/history, /queue).
+"""
+
+import hashlib
+import logging
+import mimetypes
+import os
+import socket
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from factory import preflight, services, vram
+from factory.comfyui import (
+    Cancelled,
+    ComfyUIClient,
+    ComfyUIError,
+    Deadlines,
+    OutOfMemory,
+    OutputFile,
+    Progress,
+    PromptLost,
+    Stalled,
+    Unreachable,
+    WorkflowRejected,
+    output_files,
+)
+from factory.models import ErrorKind, Job
+from factory.templating import InjectionError, inject, media_keys, prefix_outputs, resolve_values
+
+log = logging.getLogger(__name__)
+
+
+class GaveUp(PromptLost):
+    """Out of attempts: the prompt was lost too often."""
+
+
+_CLIENTS: dict[str, ComfyUIClient] = {}
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the row (the final state is never throttled)
+
+
+def worker_name() -> str:
+    return os.environ.get("MCN_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def client_for(base_url: str) -> ComfyUIClient:
+    """One client per server per process (building an httpx client costs tens of ms)."""
+    if base_url not in _CLIENTS:
+        _CLIENTS[base_url] = ComfyUIClient(
+            base_url,
+            client_id=f"mcn-{worker_name()}".replace(":", "-"),
+            connect_timeout=settings.FACTORY_CONNECT_TIMEOUT,
+            read_timeout=settings.FACTORY_READ_TIMEOUT,
+        )
+    return _CLIENTS[base_url]
+
+
+def deadlines() -> Deadlines:
+    return Deadlines(
+        total_seconds=settings.FACTORY_JOB_DEADLINE,
+        stall_seconds=settings.FACTORY_STALL_SECONDS,
+        poll_seconds=settings.FACTORY_POLL_SECONDS,
+    )
+
+
+def run_comfyui_job(job_id: int, *, server_url: str | None = None) -> None:
+    server_url = server_url or settings.COMFYUI_URL
+    job = services.job_start(job_id=job_id, worker_name=worker_name(), server_url=server_url)
+    if job is None:
+        log.info("job %s is not ours to run (finished, cancelled or running elsewhere)", job_id)
+        return
+    client = client_for(job.server_url or server_url)
+    try:
+        _drive(job, client)
+    except (Unreachable, OSError) as error:
+        services.job_wait_and_retry(
+            job_id=job_id,
+            kind=ErrorKind.UNREACHABLE,
+            message=f"GPU server unreachable ({client.base_url}).",
+            details=getattr(error, "details", {"error": str(error)}),
+        )
+    except WorkflowRejected as error:
+        services.job_fail(job_id=job_id, kind=ErrorKind.CONFIG, message=error.message, details=error.details)
+    except (InjectionError, ValidationError) as error:
+        # The template or a media file changed since the job was queued.
+        message = "Parameters no longer fit the template: " + " ".join(getattr(error, "problems", error.messages))
+        services.job_fail(job_id=job_id, kind=ErrorKind.CONFIG, message=message)
+    except ComfyUIError as error:
+        services.job_fail(job_id=job_id, kind=error.kind, message=error.message, details=error.details)
+    except Exception as error:
+        # A bug of ours: the row must still end terminal (never stuck "running"); rq keeps the traceback.
+        services.job_fail(
+            job_id=job_id,
+            kind=ErrorKind.EXECUTION,
+            message="Internal error in the worker; staff can see the details.",
+            details={"exception": f"{type(error).__name__}: {error}"},
+        )
+        raise
+    finally:
+        vram.release(client, mode=settings.FACTORY_FREE_AFTER_JOB)
+
+
+def _drive(job: Job, client: ComfyUIClient) -> None:
+    """Reconcile any earlier attempt, then submit new attempts until one succeeds or a rule stops us."""
+    oom_retried = stall_retried = False
+    entry = None
+    if job.prompt_id:
+        where = client.locate(job.prompt_id)
+        log.info("job %s: prompt %s is %s on the server", job.pk, job.prompt_id, where.state)
+        if where.state == "done":
+            entry = client._outcome(where.history)
+        elif where.state in {"running", "pending"}:
+            entry = _watch(job, client, job.prompt_id, socket=client.open_socket())
+    while entry is None:
+        try:
+            entry = _attempt(job, client)
+        except OutOfMemory as error:
+            if oom_retried:
+                raise OutOfMemory(
+                    f"{error.message} Retried once after freeing memory.", details=error.details
+                ) from None
+            oom_retried = True
+            client.free(unload_models=True, free_memory=True)
+        except Stalled as error:
+            if stall_retried or services.job_is_cancel_requested(job_id=job.pk):
+                raise
+            stall_retried = True
+            log.warning("job %s: %s; retrying once", job.pk, error.message)
+        except GaveUp:
+            raise
+        except PromptLost:
+            log.warning("job %s: prompt lost on the server; new attempt", job.pk)
+    _collect(job, client, entry)
+
+
+def _attempt(job: Job, client: ComfyUIClient) -> dict:
+    template = job.template
+    # Preflight (cached): a missing node or model is a config error before any GPU time.
+    problems = preflight.workflow_problems(
+        template.workflow, preflight.object_info(client, max_age=settings.FACTORY_PREFLIGHT_CACHE_SECONDS)
+    )
+    if problems:
+        raise WorkflowRejected("Workflow cannot run on this GPU server: " + " ".join(problems))
+    values = resolve_values(template.placeholders, job.params)
+    for key in media_keys(template.placeholders):
+        path = services.media_path(values[key])
+        values[key] = client.upload(path, name=f"job{job.pk}-{key.lower()}{path.suffix}")
+    workflow = inject(template.workflow, values, overrides=job.overrides)
+    attempt = Job.objects.values_list("attempts", flat=True).get(pk=job.pk) + 1
+    prefix_outputs(workflow, f"mcn/job{job.pk}-{attempt}")
+    prompt_id = services.job_begin_attempt(job_id=job.pk, server_url=client.base_url, workflow=workflow)
+    if prompt_id is None:
+        raise GaveUp(f"The GPU server lost this job {job.max_attempts} times; giving up.")
+    socket = client.open_socket()  # before submitting, so no event of ours is missed
+    client.submit(workflow, prompt_id=prompt_id)
+    return _watch(job, client, prompt_id, socket=socket)
+
+
+def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket) -> dict:
+    last_write = 0.0
+    last_touch = time.monotonic()
+
+    def on_progress(progress: Progress) -> None:
+        nonlocal last_write
+        now = time.monotonic()
+        if now - last_write >= PROGRESS_INTERVAL:
+            last_write = now
+            services.job_progress(
+                job_id=job.pk,
+                node=progress.node,
+                value=progress.value,
+                maximum=progress.maximum,
+                percent=progress.percent,
+            )
+
+    def should_cancel() -> bool:
+        # Doubles as the heartbeat: a silent long node still proves this worker is alive.
+        nonlocal last_touch
+        now = time.monotonic()
+        if now - last_touch < 1.0:
+            return False
+        last_touch = now
+        services.job_touch(job_id=job.pk)
+        return services.job_is_cancel_requested(job_id=job.pk)
+
+    try:
+        return client.wait(
+            prompt_id, socket=socket, deadlines=deadlines(), on_progress=on_progress, should_cancel=should_cancel
+        )
+    except Cancelled:
+        if services.job_is_cancel_requested(job_id=job.pk):
+            raise Cancelled("Cancelled by request; interrupted on the GPU server.") from None
+        raise
+
+
+def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:
+    attempt = Job.objects.values_list("attempts", flat=True).get(pk=job.pk)
+    for output in output_files(entry):
+        _store(job, client, output, attempt=attempt)
+    services.job_succeed(job_id=job.pk)
+
+
+def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int) -> None:
+    """Download into MEDIA_ROOT atomically (tmp + fsync + rename); a re-run keeps what is there."""
+    suffix = Path(output.filename).suffix.lower() or ".bin"
+    stored_name = f"factory/{job.pk}/{attempt}/{output.node_id}-{output.index}{suffix}"
+    final = Path(settings.MEDIA_ROOT) / stored_name
+    if not final.exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(final.name + ".tmp")
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as handle:
+            for chunk in client.download(output):
+                handle.write(chunk)
+                digest.update(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        sha256 = digest.hexdigest()
+    else:
+        sha256 = hashlib.sha256(final.read_bytes()).hexdigest()
+    services.job_record_output(
+        job_id=job.pk,
+        attempt=attempt,
+        node_id=output.node_id,
+        index=output.index,
+        name=output.filename,
+        stored_name=stored_name,
+        size=final.stat().st_size,
+        sha256=sha256,
+        content_type=mimetypes.guess_type(output.filename)[0] or "application/octet-stream",
+    )

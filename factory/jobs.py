@@ -1,0 +1,15 @@
+"""rq entry points: thin, idempotent adapters that load by id and call the factory."""
+
+from django.db import close_old_connections
+
+from factory.execution import run_comfyui_job
+from factory.models import Job, JobKind
+
+
+def run_job(job_id: int) -> None:
+    """Run a factory job by its row id. Safe to run twice: the row decides what happens."""
+    close_old_connections()
+    kind = Job.objects.filter(pk=job_id).values_list("kind", flat=True).first()
+    if kind == JobKind.COMFYUI:
+        run_comfyui_job(job_id)
+    # Other kinds (tts, render, llm) register their runners as they arrive.
