@@ -5,6 +5,7 @@ Defaults are safe for a laptop: SQLite under var/, an embedded Redis started by
 environment values (see .env.example), never by another settings file.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -83,6 +84,18 @@ try:
     }
 except ValueError as error:
     raise ImproperlyConfigured(f"DATABASE_URL cannot be used: {error}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the workers are separate processes writing one file: WAL lets readers
+    # run beside a writer, IMMEDIATE takes the write lock up front (no deadlock on upgrade), and
+    # writers wait for each other instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # Tests start real worker processes, so the test database is a file they can open too
+    # (one per test run: two runs side by side must not share it).
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: django-rq queues and the Channels layer. `manage.py start` sets REDIS_URL

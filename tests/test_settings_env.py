@@ -70,6 +70,6 @@ def test_env_example_lists_every_variable_the_project_reads():
         text = path.read_text()
         read |= set(re.findall(r'env_(?:str|bool|int|list|timezone)\("([A-Z_]+)"', text))
         read |= set(re.findall(r'environ(?:\.get)?\(\s*"([A-Z_]+)"', text))
-    read |= {"MCN_DEMO_PASSWORD"}  # read by seed_demo
+    read |= {"MCN_DEMO_PASSWORD", "MCN_WORKER_NAME"}  # read by seed_demo and the factory
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     assert read - listed == set(), "add these to .env.example"

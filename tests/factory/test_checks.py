@@ -17,3 +17,19 @@ def test_check_accepts_redis_and_unix_urls(settings):
     for url in ("redis://127.0.0.1:6379/0", "rediss://cache.internal:6380/1", "unix:///run/redis.sock"):
         settings.REDIS_URL = url
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "code"),
+    [
+        ("COMFYUI_URL", "127.0.0.1:8188", "factory.E003"),
+        ("COMFYUI_URL", "ftp://gpu:8188", "factory.E003"),
+        ("FACTORY_JOB_DEADLINE", 4000, "factory.E004"),
+        ("FACTORY_FREE_AFTER_JOB", "everything", "factory.E005"),
+        ("FACTORY_UNREACHABLE_RETRIES", ["10", "soon"], "factory.E006"),
+    ],
+)
+def test_check_refuses_factory_settings_it_cannot_use(settings, setting, value, code):
+    setattr(settings, setting, value)
+    with pytest.raises(SystemCheckError, match=code):
+        call_command("check")
