@@ -48,7 +48,7 @@ def check_comfyui_settings(app_configs, **kwargs):
     if settings.FACTORY_FREE_AFTER_JOB not in {"none", "unload_models", "free_memory"}:
         errors.append(
             Error(
-                f"FACTORY_FREE_AFTER_JOB={settings.FACTORY_FREE_AFTER_JOB!r} is not none, unload_models or free_memory.",
+                f"FACTORY_FREE_AFTER_JOB={settings.FACTORY_FREE_AFTER_JOB!r}: use none, unload_models or free_memory.",
                 id="factory.E005",
             )
         )

@@ -127,7 +127,7 @@ def test_command_line_text_is_converted_to_the_declared_type(raw, expected):
 def test_node_input_overrides_apply_by_node_id_and_an_unknown_node_is_an_error():
     workflow = {"3": {"class_type": "KSampler", "inputs": {"steps": 20, "cfg": 7.0}}}
     assert inject(workflow, {}, overrides={"3": {"steps": 30}})["3"]["inputs"] == {"steps": 30, "cfg": 7.0}
-    with pytest.raises(InjectionError, match="Override for node 9: the workflow has no such node."):
+    with pytest.raises(InjectionError, match=r"Override for node 9: the workflow has no such node\."):
         inject(workflow, {}, overrides={"9": {"steps": 30}})
 
 

@@ -1,0 +1,137 @@
+"""Real processes for factory tests: a fake ComfyUI on 127.0.0.1 and GPU worker subprocesses.
+
+The worker runs `manage.py run_gpu_worker` against the same test database and
+the same Redis as the test, so tests using it must be transactional.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import django_rq
+import pytest
+from django.db import connection
+
+from tests.fakes.comfyui import FakeComfyUI
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# Short deadlines so fault scenarios end in seconds; each test can override with worker(env=...).
+FAST = {
+    "FACTORY_POLL_SECONDS": "1",
+    "FACTORY_STALL_SECONDS": "4",
+    "FACTORY_JOB_DEADLINE": "60",
+    "FACTORY_UNREACHABLE_RETRIES": "1,1,1",
+    "FACTORY_HEARTBEAT_SECONDS": "1",
+    "FACTORY_CONNECT_TIMEOUT": "1",
+    "FACTORY_READ_TIMEOUT": "3",
+}
+
+
+@pytest.fixture
+def fake_comfyui():
+    fake = FakeComfyUI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def rq_clean():
+    """Empty queues for the test (the queues live in the test's Redis database)."""
+    django_rq.get_connection("default").flushdb()
+    yield
+    django_rq.get_connection("default").flushdb()
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database the test is using right now, for a subprocess."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None):
+        from django.conf import settings
+
+        self.name = name
+        environ = {
+            **os.environ,
+            **FAST,
+            "DATABASE_URL": database_url_for_subprocess(),
+            "REDIS_URL": settings.REDIS_URL,
+            "MEDIA_ROOT": str(media_root),
+            "SECRET_KEY": "tests-only",
+            "DEBUG": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_gpu_worker", "--comfyui-url", comfyui_url, "--name", name],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, so a test can kill it like an OOM killer would
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Warm shutdown as an operator would (SIGTERM), then make sure it is gone."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_worker(settings, rq_clean):
+    """start_worker(comfyui_url, name=..., env=...) -> a running GPU worker subprocess, stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(comfyui_url: str, *, name: str | None = None, env: dict | None = None) -> WorkerProcess:
+        worker = WorkerProcess(
+            comfyui_url=comfyui_url,
+            name=name or f"gpu-test-{len(started) + 1}",
+            media_root=Path(settings.MEDIA_ROOT),
+            env=env,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,88 @@
+"""A job through the whole factory: row, rq, a real worker process, the fake ComfyUI, files in media."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from factory import services
+from factory.models import GpuWorker, Job, JobStatus
+from tests.factories import png_bytes
+from tests.factory.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Example B of the ComfyUI protocol notes, as an operator would export it (API format).
+PORTRAIT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "{{INPUT_IMAGE}}"}},
+    "2": {
+        "class_type": "ImageScale",
+        "inputs": {
+            "image": ["1", 0],
+            "upscale_method": "bilinear",
+            "width": "{{WIDTH}}",
+            "height": "{{HEIGHT}}",
+            "crop": "disabled",
+        },
+    },
+    "3": {"class_type": "ImageAddNoise", "inputs": {"image": ["2", 0], "seed": "{{SEED}}", "strength": 0.25}},
+    "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+    "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "portrait"}},
+}
+
+
+def finished(job_id: int) -> Job | None:
+    job = Job.objects.get(pk=job_id)
+    return job if job.is_terminal else None
+
+
+@pytest.fixture
+def face(settings) -> str:
+    path = Path(settings.MEDIA_ROOT) / "artists" / "face.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(64, 64))
+    return "artists/face.png"
+
+
+def test_a_job_runs_end_to_end_through_a_real_worker(fake_comfyui, start_worker, face):
+    template = services.template_import(name="portrait", workflow=PORTRAIT)
+    start_worker(fake_comfyui.url)
+    job = services.job_enqueue(
+        template="portrait",
+        params={"INPUT_IMAGE": face, "WIDTH": 32, "HEIGHT": 24, "SEED": 123456789},
+        subject="post.1/shot.1",
+    )
+
+    job = wait_for(lambda: finished(job.pk), what="the job to finish")
+    assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
+    assert job.template == template and job.attempts == 1 and job.progress_percent == 100
+
+    # Exactly one prompt, under the id we stored before submitting, with typed values.
+    [submitted] = fake_comfyui.prompts_submitted()
+    assert submitted.prompt_id == job.prompt_id
+    assert submitted.prompt["3"]["inputs"]["seed"] == 123456789
+    assert submitted.prompt["2"]["inputs"]["width"] == 32
+    assert submitted.prompt["5"]["inputs"]["filename_prefix"] == f"mcn/job{job.pk}-1/portrait"
+    # The face was uploaded and the name ComfyUI returned went into LoadImage.
+    assert submitted.prompt["1"]["inputs"]["image"].endswith(f"job{job.pk}-input_image.png")
+
+    [output] = job.outputs.all()
+    stored = Path(settings.MEDIA_ROOT) / output.file.name
+    assert stored.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert output.size == stored.stat().st_size
+    assert output.sha256 == hashlib.sha256(stored.read_bytes()).hexdigest()
+    kinds = list(job.events.values_list("kind", flat=True))
+    assert kinds[0] == "queued" and "started" in kinds and "submitted" in kinds and kinds[-1] == "succeeded"
+
+
+def test_the_worker_heartbeats_its_servers_vram(fake_comfyui, start_worker):
+    fake_comfyui.set_device(
+        name="cuda:0 NVIDIA H100 80GB HBM3 : cudaMallocAsync", vram_total=80 * 2**30, vram_free=60 * 2**30
+    )
+    start_worker(fake_comfyui.url, name="gpu-h100")
+    worker = wait_for(
+        lambda: GpuWorker.objects.filter(name="gpu-h100", server_reachable=True).first(), what="the first heartbeat"
+    )
+    assert worker.device_name.startswith("cuda:0 NVIDIA H100")
+    assert worker.vram_total == 80 * 2**30 and worker.vram_free == 60 * 2**30

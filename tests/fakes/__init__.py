@@ -1,0 +1,1 @@
+"""Local fake servers speaking the real protocols of what lies outside the process (ComfyUI, ...)."""
