@@ -222,7 +222,8 @@ def job_retry(*, job_id: int, actor=None) -> Job:
 
 def stale_before(now=None):
     """A running job whose worker has been silent since this moment is presumed dead."""
-    return (now or timezone.now()) - timedelta(seconds=max(30, 3 * settings.FACTORY_POLL_SECONDS))
+    # The worker touches the row at least every second while it waits (execution._watch).
+    return (now or timezone.now()) - timedelta(seconds=settings.FACTORY_STALE_SECONDS)
 
 
 @transaction.atomic

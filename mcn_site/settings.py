@@ -120,6 +120,8 @@ FACTORY_MAX_ATTEMPTS = env_int("FACTORY_MAX_ATTEMPTS", 3, minimum=1)
 FACTORY_UNREACHABLE_RETRIES = env_list("FACTORY_UNREACHABLE_RETRIES", ["10", "30", "60", "120", "300"])
 FACTORY_FREE_AFTER_JOB = env_str("FACTORY_FREE_AFTER_JOB", "unload_models")  # none | unload_models | free_memory
 FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
+# A running job whose worker has said nothing for this long is presumed dead (killed) and re-driven.
+FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)
 FACTORY_PREFLIGHT_CACHE_SECONDS = env_int("FACTORY_PREFLIGHT_CACHE_SECONDS", 300, minimum=0)
 
 # The queue dashboard lives at /admin/rq/ for ops only (mcn_site.urls); no admin entry for every staff user.
