@@ -224,6 +224,8 @@ class GpuWorker(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "GPU worker"
+        verbose_name_plural = "GPU workers"
 
     def __str__(self) -> str:
         return self.name

@@ -46,8 +46,8 @@ class JobStateError(ValidationError):
     """The job is not in a state that allows this (cancel a finished job, retry a running one)."""
 
 
-def _event(job_id: int, kind: str, message: str = "", **data) -> None:
-    JobEvent.objects.create(job_id=job_id, kind=kind, message=message, data=data)
+def _event(job_id: int, event_kind: str, message: str = "", **data) -> None:
+    JobEvent.objects.create(job_id=job_id, kind=event_kind, message=message, data=data)
 
 
 def _announce(job_id: int, event: str = "status") -> None:
@@ -88,7 +88,9 @@ def _ring_after_commit(job: Job, *, delay_seconds: float = 0) -> None:
         rq_id = queues.ring(job_id, queue=queue, delay_seconds=delay_seconds)
         Job.objects.filter(pk=job_id).update(rq_job_id=rq_id)
 
-    transaction.on_commit(ring)
+    # robust: Redis down after the row committed must not turn the caller's request into a 500;
+    # the reconciler rings the job again once Redis is back.
+    transaction.on_commit(ring, robust=True)
 
 
 # --- what callers use ------------------------------------------------------------------

@@ -124,12 +124,18 @@ FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
 FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)
 FACTORY_PREFLIGHT_CACHE_SECONDS = env_int("FACTORY_PREFLIGHT_CACHE_SECONDS", 300, minimum=0)
 
+# Enqueue at once: services already ring rq in transaction.on_commit; django_rq's own deferral
+# would make enqueue() return None inside an outer transaction.
+RQ = {"COMMIT_MODE": "auto"}
+
 # The queue dashboard lives at /admin/rq/ for ops only (mcn_site.urls); no admin entry for every staff user.
 RQ_SHOW_ADMIN_LINK = False
 
+# The pub/sub layer, not the core one: under bursts the core layer silently drops messages past
+# its per-channel capacity; pub/sub delivers to whoever is connected (bench/realtime_layers.py).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "mcn")},
     }
 }
