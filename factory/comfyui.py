@@ -94,14 +94,17 @@ class PromptState:
 
     state: str  # "done", "running", "pending", "absent"
     history: dict = field(default_factory=dict)
+    client_id: str | None = None  # the socket id it was submitted with, while queued or running
 
 
 def _describe_node_errors(node_errors: dict) -> str:
     parts = []
     for node_id, entry in sorted(node_errors.items()):
         for err in entry.get("errors", []):
-            detail = err.get("details") or err.get("message", "")
-            parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {detail}")
+            # For range and missing-input errors `details` is only the input name: keep the reason too.
+            message, detail = err.get("message", ""), err.get("details", "")
+            text = f"{message} ({detail})" if message and detail else (message or detail)
+            parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {text}")
     return "; ".join(parts)
 
 
@@ -133,7 +136,11 @@ class ComfyUIClient:
             raise Unreachable(
                 f"GPU server error {response.status_code} on {path}.", details={"body": response.text[:500]}
             )
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise Unreachable(
+                f"{self.base_url} answered {response.status_code} on {path}: is it a ComfyUI server?",
+                details={"body": response.text[:500]},
+            )
         return response.json() if response.content else {}
 
     def system_stats(self) -> dict:
@@ -144,9 +151,14 @@ class ComfyUIClient:
 
     def queue_ids(self) -> tuple[set[str], set[str]]:
         """(running prompt ids, pending prompt ids)."""
+        running, pending = self._queue_items()
+        return set(running), set(pending)
+
+    def _queue_items(self) -> tuple[dict[str, list], dict[str, list]]:
+        """Running and pending queue items by prompt id: [number, prompt_id, prompt, extra_data, outputs]."""
         data = self._json("GET", "/queue")
-        running = {item[1] for item in data.get("queue_running", [])}
-        pending = {item[1] for item in data.get("queue_pending", [])}
+        running = {item[1]: item for item in data.get("queue_running", [])}
+        pending = {item[1]: item for item in data.get("queue_pending", [])}
         return running, pending
 
     def history(self, prompt_id: str) -> dict:
@@ -215,19 +227,22 @@ class ComfyUIClient:
         entry = self.history(prompt_id)
         if entry:
             return PromptState("done", entry)
-        running, pending = self.queue_ids()
-        if prompt_id in running:
-            return PromptState("running")
-        if prompt_id in pending:
-            return PromptState("pending")
+        running, pending = self._queue_items()
+        for state, items in (("running", running), ("pending", pending)):
+            if prompt_id in items:
+                extra_data = items[prompt_id][3] if len(items[prompt_id]) > 3 else {}
+                client_id = extra_data.get("client_id") if isinstance(extra_data, dict) else None
+                return PromptState(state, client_id=client_id)
         # It may have finished between the two reads.
         entry = self.history(prompt_id)
         return PromptState("done", entry) if entry else PromptState("absent")
 
-    def open_socket(self, timeout: float = 5.0) -> websocket.WebSocket | None:
+    def open_socket(self, timeout: float = 5.0, *, client_id: str | None = None) -> websocket.WebSocket | None:
+        """The event socket under our client id, or under `client_id` to re-attach to a prompt submitted
+        with it: ComfyUI sends a prompt's events only to the socket of the id it was queued with."""
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        url = f"{scheme}://{parts.netloc}{parts.path}/ws?clientId={self.client_id}"
+        url = f"{scheme}://{parts.netloc}{parts.path}/ws?clientId={client_id or self.client_id}"
         try:
             return websocket.create_connection(url, timeout=timeout, suppress_origin=True)
         except (OSError, websocket.WebSocketException) as error:
@@ -243,11 +258,19 @@ class ComfyUIClient:
         on_progress: Callable[[Progress], None] = lambda p: None,
         should_cancel: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        client_id: str | None = None,
     ) -> dict:
-        """Wait for the prompt to finish; return its history entry or raise the matching ComfyUIError."""
+        """Wait for the prompt to finish; return its history entry or raise the matching ComfyUIError.
+
+        `client_id`: the socket id the prompt was submitted with, when it is not ours (re-attaching).
+        """
         started = last_sign = clock()
         next_poll = started  # poll at once: it may have finished before the socket opened
         progress = Progress()
+        # Silence means "no progress" only from a socket that has spoken: ComfyUI greets every socket
+        # with `status`, and one that never delivers a frame (#15240) or none at all tells us nothing,
+        # so a long prompt behind it is left to /history polling and the total deadline.
+        heard = False
         try:
             while True:
                 now = clock()
@@ -257,7 +280,7 @@ class ComfyUIClient:
                 if now - started > deadlines.total_seconds:
                     self.interrupt(prompt_id)
                     raise Stalled(f"Timed out after {deadlines.total_seconds:.0f} s; cancelled on the GPU server.")
-                if now - last_sign > deadlines.stall_seconds:
+                if heard and now - last_sign > deadlines.stall_seconds:
                     self.interrupt(prompt_id)
                     raise Stalled(
                         f"Stalled: no progress for {deadlines.stall_seconds:.0f} s; cancelled on the GPU server.",
@@ -266,12 +289,14 @@ class ComfyUIClient:
                 if now >= next_poll:
                     next_poll = now + deadlines.poll_seconds
                     where = self.locate(prompt_id)
+                    if where.state == "pending":
+                        last_sign = clock()  # waiting in ComfyUI's queue is not a stall; the total deadline holds
                     if where.state == "done":
                         return self._outcome(where.history)
                     if where.state == "absent":
                         raise PromptLost("The GPU server lost the prompt (it restarted?).")
                     if socket is None:
-                        socket = self.open_socket()
+                        socket = self.open_socket(client_id=client_id)
                 wait_for = max(0.05, min(next_poll - clock(), 1.0))
                 message = self._receive(socket, wait_for) if socket else None
                 if socket is not None and message is False:
@@ -282,6 +307,8 @@ class ComfyUIClient:
                 if socket is None:
                     time.sleep(wait_for)
                     continue
+                if message and not heard:
+                    heard, last_sign = True, clock()
                 if not message or message.get("data", {}).get("prompt_id") not in (prompt_id, None):
                     continue
                 kind, data = message.get("type"), message.get("data", {})

@@ -111,16 +111,16 @@ def _drive(job: Job, client: ComfyUIClient) -> None:
     """Reconcile any earlier attempt, then submit new attempts until one succeeds or a rule stops us."""
     oom_retried = stall_retried = False
     entry = None
-    if job.prompt_id:
-        where = client.locate(job.prompt_id)
-        log.info("job %s: prompt %s is %s on the server", job.pk, job.prompt_id, where.state)
-        if where.state == "done":
-            entry = client._outcome(where.history)
-        elif where.state in {"running", "pending"}:
-            entry = _watch(job, client, job.prompt_id, socket=client.open_socket())
+    resume = job.prompt_id  # an earlier attempt's prompt: a killed worker's, or a submit in doubt
     while entry is None:
         try:
-            entry = _attempt(job, client)
+            if resume:
+                # Inside the loop: what became of the earlier prompt (OOM, stall, lost) is handled
+                # as it would have been had we watched it ourselves.
+                prompt_id, resume = resume, ""
+                entry = _resume(job, client, prompt_id)
+            else:
+                entry = _attempt(job, client)
         except OutOfMemory as error:
             if oom_retried:
                 raise OutOfMemory(
@@ -138,6 +138,25 @@ def _drive(job: Job, client: ComfyUIClient) -> None:
         except PromptLost:
             log.warning("job %s: prompt lost on the server; new attempt", job.pk)
     _collect(job, client, entry)
+
+
+def _resume(job: Job, client: ComfyUIClient, prompt_id: str) -> dict | None:
+    """Reconcile with a prompt submitted before: its result, or None when the server no longer has it."""
+    where = client.locate(prompt_id)
+    log.info("job %s: prompt %s is %s on the server", job.pk, prompt_id, where.state)
+    if where.state == "done":
+        try:
+            return client._outcome(where.history)
+        except Cancelled:
+            if services.job_is_cancel_requested(job_id=job.pk):
+                raise
+            return None  # interrupted by a worker that then died, not by a person: a new attempt
+    if where.state == "absent":
+        return None
+    # Re-attach under the socket id it was submitted with: ComfyUI sends its events nowhere else.
+    return _watch(
+        job, client, prompt_id, socket=client.open_socket(client_id=where.client_id), client_id=where.client_id
+    )
 
 
 def _attempt(job: Job, client: ComfyUIClient) -> dict:
@@ -163,7 +182,7 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     return _watch(job, client, prompt_id, socket=socket)
 
 
-def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket) -> dict:
+def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None) -> dict:
     last_write = 0.0
     last_touch = time.monotonic()
 
@@ -192,7 +211,12 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket) -> dict:
 
     try:
         return client.wait(
-            prompt_id, socket=socket, deadlines=deadlines(), on_progress=on_progress, should_cancel=should_cancel
+            prompt_id,
+            socket=socket,
+            deadlines=deadlines(),
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            client_id=client_id,
         )
     except Cancelled:
         if services.job_is_cancel_requested(job_id=job.pk):

@@ -106,10 +106,15 @@ def template_latest(name: str) -> WorkflowTemplate:
 def media_path(value: str) -> Path:
     """A media parameter as a file inside MEDIA_ROOT; anything else is refused (no path escapes)."""
     root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / value).resolve()
-    if not path.is_relative_to(root):
+    try:
+        path = (root / value).resolve()
+        inside = path.is_relative_to(root)
+        exists = inside and path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        raise ValidationError(f"{value!r} is not a usable file name.") from None
+    if not inside:
         raise ValidationError(f"{value} is outside the media folder.")
-    if not path.is_file():
+    if not exists:
         raise ValidationError(f"{value} does not exist in the media folder.")
     return path
 
@@ -192,9 +197,11 @@ def job_cancel(*, job_id: int, actor=None) -> Job:
 def job_retry(*, job_id: int, actor=None) -> Job:
     """Run a failed or cancelled job again from scratch (a fresh attempt budget)."""
     who = getattr(actor, "username", "") or "the system"
+    # Attempts keep counting (a fresh budget on top): the failed run's files stay under their own
+    # attempt number and are never taken for the new run's.
     if not Job.objects.filter(pk=job_id, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
         status=JobStatus.QUEUED,
-        attempts=0,
+        max_attempts=F("attempts") + settings.FACTORY_MAX_ATTEMPTS,
         retries=0,
         prompt_id="",
         cancel_requested=False,
@@ -243,7 +250,16 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
     ):
         _event(job_id, "started", f"Started on {worker_name}.", server=server_url)
     elif Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=stale_before(now)).update(**claim):
-        _event(job_id, "taken_over", f"{worker_name} took over from a silent worker; reconciling.")
+        deaths = JobEvent.objects.filter(job_id=job_id, kind="taken_over").count() + 1
+        _event(job_id, "taken_over", f"{worker_name} took over from a silent worker ({deaths}); reconciling.")
+        if deaths >= settings.FACTORY_MAX_ATTEMPTS:
+            # A job that kills its worker every time (a poison pill) must not loop forever.
+            job_fail(
+                job_id=job_id,
+                kind=ErrorKind.LOST,
+                message=f"Failed: its worker died {deaths} times (see the worker logs).",
+            )
+            return None
     else:
         return None
     _announce(job_id)
@@ -343,7 +359,8 @@ def _finish(job_id: int, status: str, **fields) -> bool:
 
 @transaction.atomic
 def job_succeed(*, job_id: int) -> bool:
-    if not JobOutput.objects.filter(job_id=job_id).exists():
+    attempt = Job.objects.values_list("attempts", flat=True).get(pk=job_id)
+    if not JobOutput.objects.filter(job_id=job_id, attempt=attempt).exists():
         # No file, no success (invariant I3).
         return job_fail(job_id=job_id, kind=ErrorKind.EXECUTION, message="The workflow finished but saved no file.")
     if _finish(job_id, JobStatus.SUCCEEDED, progress_percent=100, error_kind="", error_message="", error_details={}):
@@ -375,7 +392,7 @@ def job_wait_and_retry(*, job_id: int, kind: str, message: str, details: dict | 
         job_fail(
             job_id=job_id,
             kind=kind,
-            message=f"Failed: {message} (gave up after {job.retries} retries).",
+            message=f"Failed: {message.rstrip('.')} (gave up after {job.retries} retries).",
             details=details,
         )
         return False
@@ -440,7 +457,15 @@ def template_import(
     if is_ui_format(workflow):
         raise ValidationError(UI_FORMAT_HELP, code="ui_format")
     declared = infer_declarations(workflow) if isinstance(workflow, dict) else {}
+    if placeholders is not None and not isinstance(placeholders, dict):
+        raise ValidationError(
+            'Placeholders must be an object such as {"SEED": {"type": "int"}}.', code="bad_placeholders"
+        )
     for key, spec in (placeholders or {}).items():
+        if not isinstance(spec, dict):
+            raise ValidationError(
+                f'Placeholder {key}: give an object such as {{"type": "int"}}, not {spec!r}.', code="bad_placeholders"
+            )
         declared[key] = {**declared.get(key, {}), **spec}
     # Race: two imports of the same name; the unique (name, version) constraint refuses the second.
     latest = WorkflowTemplate.objects.select_for_update().filter(name=name).order_by("-version").first()

@@ -7,6 +7,7 @@ Pure functions on plain data; no Django, no I/O.
 """
 
 import copy
+import math
 import re
 from collections.abc import Callable
 
@@ -121,7 +122,10 @@ def coerce(key: str, kind: str, value):
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # NaN and infinity are not JSON
+                raise ValueError
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -133,7 +137,10 @@ def coerce(key: str, kind: str, value):
             raise ValueError
         if isinstance(value, dict | list) or value is None:
             raise ValueError
-        return value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else str(value)
+        if "\x00" in text:  # PostgreSQL's jsonb cannot store U+0000
+            raise ValueError
+        return text
     except (TypeError, ValueError):
         raise InjectionError([f"{key} must be {_describe(kind)}, not {value!r}."]) from None
 

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('factory', '0001_initial'),
+        ("factory", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='gpuworker',
-            options={'ordering': ['name'], 'verbose_name': 'GPU worker', 'verbose_name_plural': 'GPU workers'},
+            name="gpuworker",
+            options={"ordering": ["name"], "verbose_name": "GPU worker", "verbose_name_plural": "GPU workers"},
         ),
     ]

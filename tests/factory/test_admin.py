@@ -297,7 +297,8 @@ def test_the_retry_action_requeues_a_failed_job_with_a_fresh_attempt_budget(ops)
     response = _action(login(ops), JOBS, "retry_jobs", [job])
     assert response.status_code == 302
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.attempts == 0
+    # Attempts keep counting, with a fresh budget on top: old files stay under their old attempt.
+    assert job.status == JobStatus.QUEUED and (job.attempts, job.max_attempts) == (3, 6)
     assert job.error_kind == "" and job.finished_at is None
     assert job.events.filter(kind="retried", message="Retried by olga.").exists()
     assert messages_of(response) == [(message_levels.SUCCESS, f"Queued again 1 job(s): #{job.pk}.")]

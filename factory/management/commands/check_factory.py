@@ -30,6 +30,8 @@ class Command(BaseCommand):
         templates = WorkflowTemplate.objects.filter(active=True)
         if template:
             templates = templates.filter(name=template)
+            if not templates.exists():
+                raise CommandError(f"No active template named {template}.")
         failed = 0
         for tpl in templates:
             problems = preflight.workflow_problems(tpl.workflow, info)
