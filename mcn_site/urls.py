@@ -38,6 +38,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/rq/", include((rq_dashboard, "django_rq"))),
     path("admin/", admin.site.urls),
+    path("posts/", include("posts.urls")),
     path("healthz", views.healthz, name="healthz"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),
 ]

@@ -12,7 +12,7 @@ from mcn_site.lib.admin import ScopedAdmin, ScopedRelatedFieldListFilter, badge,
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
 from posts import services
-from posts.models import Post, PostEvent, PostStatus, Shot
+from posts.models import Post, PostEvent, PostStatus, Shot, ShotWorkflow
 from posts.selectors import post_events_visible_to, posts_visible_to
 
 STATUS_COLOURS = {
@@ -354,3 +354,10 @@ class PostEventAdmin(ScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ShotWorkflow)
+class ShotWorkflowAdmin(admin.ModelAdmin):
+    """Ops choose which factory template produces each kind of shot."""
+
+    list_display = ["kind", "template_name"]

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class PostsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "posts"
+
+    def ready(self) -> None:
+        from factory.signals import job_changed
+        from posts.pipeline import on_job_changed
+
+        # Factory jobs made for shots (subject post.<id>/shot.<id>) update the shot and the page.
+        job_changed.connect(on_job_changed, dispatch_uid="posts.pipeline.on_job_changed")

@@ -165,6 +165,15 @@ class Shot(models.Model):
         help_text="An image or video that replaces AI generation for this shot.",
     )
     generated_asset = models.FileField(upload_to="shots/generated/", blank=True, editable=False)
+    job = models.ForeignKey(
+        "factory.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The factory job producing this shot's picture now (or last).",
+    )
     status = models.CharField(max_length=20, choices=ShotStatus.choices, default=ShotStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -187,3 +196,18 @@ class Shot(models.Model):
             raise ValidationError({"script": "An A-roll shot needs a script: the words the artist says."})
         if self.kind != ShotKind.A_ROLL and not self.visual_prompt.strip() and not self.manual_asset:
             raise ValidationError({"visual_prompt": "Describe the picture, or upload a manual asset for this shot."})
+
+
+class ShotWorkflow(models.Model):
+    """Which factory workflow template produces the picture of each kind of shot."""
+
+    kind = models.CharField(max_length=20, choices=ShotKind.choices, unique=True)
+    template_name = models.SlugField(
+        max_length=100, help_text="Name of a factory workflow template; its latest active version is used."
+    )
+
+    class Meta:
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {self.template_name}"

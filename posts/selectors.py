@@ -1,7 +1,8 @@
 from django.db.models import QuerySet
 
 from artists.selectors import artists_visible_to
-from posts.models import Post, PostEvent, Shot
+from mcn_site.lib.roles import can_review
+from posts.models import ALLOWED_TRANSITIONS, REVIEW_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
 
 
 def posts_visible_to(*, user) -> QuerySet[Post]:
@@ -15,3 +16,92 @@ def shots_visible_to(*, user) -> QuerySet[Shot]:
 
 def post_events_visible_to(*, user) -> QuerySet[PostEvent]:
     return PostEvent.objects.filter(post__artist__in=artists_visible_to(user=user))
+
+
+def post_for_page(*, user, post_id: int):
+    """The post a page or endpoint works on, or None when it does not exist for this user (a 404)."""
+    return posts_visible_to(user=user).select_related("artist", "wardrobe", "updated_by").filter(pk=post_id).first()
+
+
+def _asset(file) -> dict | None:
+    if not file:
+        return None
+    name = file.name.rsplit("/", 1)[-1]
+    is_video = name.lower().endswith((".mp4", ".mov", ".webm"))
+    return {"url": file.url, "name": name, "type": "video" if is_video else "image"}
+
+
+def storyboard_state(*, post, user) -> dict:
+    """Everything the storyboard page shows, as plain JSON: the page re-reads it on every (re)connect."""
+    shots = list(post.shots.select_related("job").order_by("position"))
+    actions = []
+    for target in sorted(ALLOWED_TRANSITIONS[post.status]):
+        label = ACTION_LABELS.get((post.status, target))
+        if label is None or ((post.status, target) in REVIEW_TRANSITIONS and not can_review(user)):
+            continue  # system-only moves (rendering -> done) and review decisions for non-reviewers
+        actions.append({"name": target, "label": label, "needs_feedback": target == PostStatus.REJECTED})
+    return {
+        "post": {
+            "id": post.pk,
+            "title": post.title,
+            "status": post.status,
+            "status_label": post.get_status_display(),
+            "version": post.version,
+            "editable": post.is_editable,
+            "feedback": post.feedback,
+            "artist": {
+                "id": post.artist_id,
+                "name": post.artist.stage_name,
+                "colour": post.artist.colour,
+                "face_url": post.artist.face_anchor.url if post.artist.face_anchor else None,
+            },
+            "wardrobe": {"id": post.wardrobe_id, "name": post.wardrobe.name} if post.wardrobe_id else None,
+            "final_video": _asset(post.final_video),
+            "updated_by": post.updated_by.get_username() if post.updated_by else "",
+            "updated_at": post.updated_at.isoformat(),
+        },
+        "actions": actions,
+        "shots": [
+            {
+                "id": shot.pk,
+                "position": shot.position,
+                "kind": shot.kind,
+                "kind_label": shot.get_kind_display(),
+                "duration": float(shot.duration_seconds),
+                "script": shot.script,
+                "visual_prompt": shot.visual_prompt,
+                "locked": shot.locked,
+                "status": shot.status,
+                "manual_asset": _asset(shot.manual_asset),
+                "generated_asset": _asset(shot.generated_asset),
+                "job": _job(shot.job) if shot.job_id else None,
+            }
+            for shot in shots
+        ],
+        "total_duration": float(sum(shot.duration_seconds for shot in shots)),
+        "shot_kinds": [{"value": value, "label": label} for value, label in ShotKind.choices],
+    }
+
+
+def _job(job) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "percent": job.progress_percent,
+        "node": job.progress_node,
+        "error_kind": job.error_kind,
+        "error_message": job.error_message,
+    }
+
+
+ACTION_LABELS = {
+    ("draft", "review"): "Submit for review",
+    ("review", "approved"): "Approve",
+    ("review", "rejected"): "Reject with feedback",
+    ("review", "draft"): "Back to draft",
+    ("rejected", "draft"): "Rework as draft",
+    ("approved", "rendering"): "Render",
+    ("approved", "draft"): "Back to draft",
+    ("failed", "rendering"): "Retry render",
+    ("failed", "draft"): "Back to draft",
+}

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from mcn_site.lib.roles import can_review
+from mcn_site.realtime import post_group, publish
 from posts.models import (
     ALLOWED_TRANSITIONS,
     EDITABLE_STATUSES,
@@ -72,9 +73,21 @@ def post_check_version(*, post_id: int, expected_version: int) -> None:
 
 
 def _record(*, post: Post, kind: str, actor, note: str = "", from_status: str = "", to_status: str = "") -> PostEvent:
-    return PostEvent.objects.create(
+    """Append to the post's trail and tell open storyboard pages (after commit) to refresh."""
+    event = PostEvent.objects.create(
         post=post, kind=kind, actor=actor, note=note, from_status=from_status, to_status=to_status
     )
+    publish(
+        post_group(post.pk),
+        "post.changed",
+        {
+            "version": Post.objects.values_list("version", flat=True).get(pk=post.pk),
+            "by": actor.get_username() if actor else "",
+            "kind": kind,
+            "note": note,
+        },
+    )
+    return event
 
 
 @transaction.atomic
@@ -275,3 +288,43 @@ def shot_set_locked(*, shot: Shot, actor, locked: bool, expected_version: int) -
     note = f"Shot {shot.position} {'locked' if locked else 'unlocked'}"
     _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=note)
     return shot
+
+
+def _current_order(post: Post) -> list[Shot]:
+    return list(Shot.objects.filter(post=post).order_by("position"))
+
+
+SHOT_FIELDS = ("kind", "duration_seconds", "script", "visual_prompt", "manual_asset", "locked")
+
+
+def shot_save(
+    *, post: Post, actor, expected_version: int, data: dict, shot_id: int | None = None, position: int | None = None
+) -> Shot:
+    """Create a shot (shot_id None; at `position`, default last) or edit one, under every storyboard rule."""
+    unknown = set(data) - set(SHOT_FIELDS)
+    if unknown:
+        raise ValidationError(f"These shot fields cannot be set: {', '.join(sorted(unknown))}.")
+    shots = _current_order(post)
+    if shot_id is None:
+        shot = Shot(post=post, **data)
+        index = len(shots) if position is None else min(max(position - 1, 0), len(shots))
+        shots.insert(index, shot)
+    else:
+        shot = next((s for s in shots if s.pk == shot_id), None)
+        if shot is None:
+            raise ValidationError("This shot is not part of the post any more.", code="gone")
+        for name, value in data.items():
+            setattr(shot, name, value)
+    storyboard_apply(post=post, actor=actor, expected_version=expected_version, change=StoryboardChange(shots=shots))
+    return shot
+
+
+def shot_delete(*, post: Post, actor, expected_version: int, shot_id: int) -> None:
+    shots = _current_order(post)
+    doomed = [s for s in shots if s.pk == shot_id]
+    if not doomed:
+        raise ValidationError("This shot is not part of the post any more.", code="gone")
+    kept = [s for s in shots if s.pk != shot_id]
+    storyboard_apply(
+        post=post, actor=actor, expected_version=expected_version, change=StoryboardChange(shots=kept, deleted=doomed)
+    )

@@ -229,3 +229,41 @@ def make_media_file(name: str = "artists/face.png", data: bytes | None = None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(32, 32) if data is None else data)
     return name
+
+
+# --- posts pipeline (shots produced by the factory) ----------------------------------------
+
+SHOT_WORKFLOW = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "{{FACE_IMAGE}}"}},
+    "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "3": {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "model": ["2", 0],
+            "clip": ["2", 1],
+            "lora_name": "{{LORA_NAME}}",
+            "strength_model": "{{LORA_STRENGTH}}",
+            "strength_clip": "{{LORA_STRENGTH}}",
+        },
+    },
+    "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 1], "text": "{{TRIGGER_WORD}}, {{PROMPT}}"}},
+    "5": {"class_type": "KSampler", "inputs": {"model": ["3", 0], "positive": ["4", 0], "seed": "{{SEED}}"}},
+    "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "shot"}},
+}
+
+
+def make_shot_workflow(*, kind: str = ShotKind.A_ROLL, workflow: dict | None = None, **extra):
+    """A ShotWorkflow for `kind` naming a freshly imported template (SHOT_WORKFLOW unless told otherwise).
+
+    The template declares FACE_IMAGE (image), LORA_NAME, LORA_STRENGTH (float), TRIGGER_WORD,
+    PROMPT and SEED (int), so it asks a shot for exactly those.
+    """
+    import copy
+
+    from factory.services import template_import
+    from posts.models import ShotWorkflow
+
+    template = template_import(
+        name=extra.pop("template_name", f"shot-{next(_seq)}"), workflow=copy.deepcopy(workflow or SHOT_WORKFLOW)
+    )
+    return ShotWorkflow.objects.create(kind=kind, template_name=template.name, **extra)

@@ -53,6 +53,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "factory.jobevent": ["view"],
         "factory.joboutput": ["view"],
         "factory.gpuworker": ["view"],
+        "posts.shotworkflow": _CRUD,
     },
 }
 
