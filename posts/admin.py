@@ -5,6 +5,8 @@ from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from artists.models import Wardrobe
 from artists.selectors import artists_visible_to
@@ -179,6 +181,7 @@ class RejectForm(forms.Form):
 
 # Written by the system (services, factory), shown read-only.
 META_FIELDS = [
+    "storyboard_link",
     "status_label",
     "feedback",
     "final_video",
@@ -196,7 +199,16 @@ class PostAdmin(ScopedAdmin):
     scope = staticmethod(posts_visible_to)
     scoped_fields = {"artist": artists_visible_to}
     inlines = [ShotInline, PostEventInline]
-    list_display = ["artist_face", "title", "artist", "status_label", "wardrobe", "shot_count", "updated_at"]
+    list_display = [
+        "artist_face",
+        "title",
+        "artist",
+        "status_label",
+        "wardrobe",
+        "shot_count",
+        "updated_at",
+        "storyboard_link",
+    ]
     list_display_links = ["title"]
     list_filter = ["status", ("artist", ScopedRelatedFieldListFilter), "created_at"]
     list_select_related = ["artist", "wardrobe"]
@@ -219,6 +231,12 @@ class PostAdmin(ScopedAdmin):
     @admin.display(description="", ordering="artist__stage_name")
     def artist_face(self, post):
         return thumbnail(post.artist.face_anchor, size=32, alt=post.artist.stage_name)
+
+    @admin.display(description="Storyboard")
+    def storyboard_link(self, post):
+        if not post.pk:
+            return "–"
+        return format_html('<a href="{}">Open storyboard ↗</a>', reverse("posts:storyboard", args=[post.pk]))
 
     @admin.display(description="Status", ordering="status")
     def status_label(self, post):

@@ -23,9 +23,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium driven by Playwright (no browser download)."""
+    """Debian's chromium driven by Playwright (no browser download), closed after each module.
+
+    Not session-wide: while Playwright's sync API is open it keeps an asyncio loop running in the main thread,
+    and every later async_to_sync() there fails ("cannot use AsyncToSync in the same thread as
+    an async event loop"): the consumer tests and publish() in the tests that run after these.
+    """
     if not os.path.exists(CHROMIUM):
         message = "Debian chromium is not installed: apt-get install chromium fonts-noto-cjk"
         if os.environ.get("MCN_REQUIRE_BROWSER"):
@@ -33,13 +38,19 @@ def browser():
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an asyncio loop in this thread; the ORM calls made by the
-    # test itself (not by the server under test) are still plain synchronous calls.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    # The ORM calls the test itself makes run beside Playwright's loop: plain synchronous calls.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield launched
+            launched.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

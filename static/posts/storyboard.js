@@ -457,7 +457,7 @@ function buildCard(id) {
     clearDropMarks();
     const order = state.shots.map((s) => s.id).filter((sid) => sid !== moved);
     order.splice(order.indexOf(id) + (after ? 1 : 0), 0, moved);
-    reorder(order, `Shot ${shotById(moved)?.position} moved`);
+    reorder(order);
   });
   return card;
 }

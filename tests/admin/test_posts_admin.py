@@ -478,3 +478,12 @@ def test_the_service_refusal_is_the_same_as_the_admins(reviewer):
     services.post_approve(post_id=post.pk, actor=reviewer)
     response = _action(login(reviewer), "approve", [post])
     assert any("cannot become approved" in m for m in messages_of(response))
+
+
+def test_the_post_list_and_page_link_to_the_storyboard_page():
+    producer = make_user(role=roles.PRODUCER)
+    post = make_post(artist=make_artist(members=[producer]))
+    client = login(producer)
+    link = f'href="/posts/{post.pk}/"'
+    assert link in client.get(reverse("admin:posts_post_changelist")).content.decode()
+    assert link in client.get(reverse("admin:posts_post_change", args=[post.pk])).content.decode()
