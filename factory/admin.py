@@ -30,7 +30,7 @@ from factory.comfyui import ComfyUIError
 from factory.execution import client_for
 from factory.models import GpuWorker, Job, JobEvent, JobOutput, JobStatus, Lane, WorkflowTemplate
 from factory.templating import infer_declarations
-from mcn_site.lib.admin import badge, thumbnail
+from mcn_site.lib.admin import ReadOnlyAdmin, badge, thumbnail
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import is_ops
 
@@ -612,7 +612,7 @@ def vram_bar(worker: GpuWorker) -> str:
 
 
 @admin.register(GpuWorker)
-class GpuWorkerAdmin(admin.ModelAdmin):
+class GpuWorkerAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """The GPU workers as their heartbeats last reported them. Written only by the workers."""
 
     empty_value_display = "–"
@@ -635,15 +635,6 @@ class GpuWorkerAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("current_job__template")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         context = {"title": "GPU workers", **rq_dashboard_context(request), **(extra_context or {})}

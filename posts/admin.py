@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from artists.models import Wardrobe
 from artists.selectors import artists_visible_to
-from mcn_site.lib.admin import ScopedAdmin, ScopedRelatedFieldListFilter, badge, thumbnail
+from mcn_site.lib.admin import ReadOnlyAdmin, ScopedAdmin, ScopedRelatedFieldListFilter, badge, thumbnail
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
 from posts import services
@@ -354,7 +354,7 @@ class PostAdmin(ScopedAdmin):
 
 
 @admin.register(PostEvent)
-class PostEventAdmin(ScopedAdmin):
+class PostEventAdmin(ReadOnlyAdmin, ScopedAdmin):
     """The whole trail across posts, read-only: nobody edits history."""
 
     scope = staticmethod(post_events_visible_to)
@@ -363,15 +363,6 @@ class PostEventAdmin(ScopedAdmin):
     list_select_related = ["post", "actor"]
     search_fields = ["post__title", "note", "actor__username"]
     readonly_fields = ["post", "kind", "actor", "from_status", "to_status", "note", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ShotWorkflow)

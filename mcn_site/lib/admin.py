@@ -79,3 +79,16 @@ def badge(label: str, colour: str) -> str:
         colour,
         label,
     )
+
+
+class ReadOnlyAdmin:
+    """For rows only the system writes (event trails, worker heartbeats): view, never add, edit or delete."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
