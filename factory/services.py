@@ -5,6 +5,7 @@ nothing), every change leaves a JobEvent, and the rq doorbell and the
 `job_changed` signal fire only after commit.
 """
 
+import json
 import logging
 import uuid
 from datetime import timedelta
@@ -124,6 +125,8 @@ def validate_params(template: WorkflowTemplate, params: dict, overrides: dict | 
     try:
         values = resolve_values(template.placeholders, params)
         problems = []
+        if "\\u0000" in json.dumps(overrides or {}):  # PostgreSQL's jsonb cannot store U+0000
+            problems.append("Overrides must not contain the NUL character.")
         for key in media_keys(template.placeholders):
             try:
                 media_path(values[key])

@@ -519,3 +519,12 @@ def test_a_running_job_with_a_live_worker_is_not_taken_over():
     job = running_job(attempts=1, heartbeat_at=timezone.now())
     assert services.job_start(job_id=job.pk, worker_name="gpu-2", server_url="http://gpu:8188") is None
     assert not job.events.filter(kind="taken_over").exists()
+
+
+def test_job_enqueue_refuses_overrides_with_a_nul_character():
+    template = make_template(
+        name="plain", workflow={"1": {"class_type": "SaveImage", "inputs": {"x": 1}}}, placeholders={}
+    )
+    with pytest.raises(ValidationError, match="NUL character"):
+        services.job_enqueue(template=template, params={}, overrides={"1": {"x": "a\x00b"}})
+    assert not Job.objects.exists()

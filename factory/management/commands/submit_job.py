@@ -32,13 +32,18 @@ class Command(BaseCommand):
             if not sep or not key:
                 raise CommandError(f"--param {item!r}: use KEY=VALUE.")
             params[key.strip()] = value
+        copied: list[str] = []
         try:
             tpl = template_latest(template)
             for key in media_keys(tpl.placeholders):
                 if key in params:
                     params[key] = self._into_media(params[key])
+                    copied.append(params[key])
             job = job_enqueue(template=tpl, params=params, lane=lane, subject=subject)
         except ValidationError as error:
+            for name in copied:  # a refused job leaves no stray copies behind
+                if name.startswith("factory/inputs/"):
+                    (Path(settings.MEDIA_ROOT) / name).unlink(missing_ok=True)
             raise CommandError(" ".join(error.messages)) from None
         self.stdout.write(str(job.pk))
         if wait:
