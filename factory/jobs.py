@@ -4,6 +4,7 @@ from django.db import close_old_connections
 
 from factory.execution import run_comfyui_job
 from factory.models import Job, JobKind
+from factory.runners import run_task_job
 
 
 def run_job(job_id: int) -> None:
@@ -12,4 +13,5 @@ def run_job(job_id: int) -> None:
     kind = Job.objects.filter(pk=job_id).values_list("kind", flat=True).first()
     if kind == JobKind.COMFYUI:
         run_comfyui_job(job_id)
-    # Other kinds (tts, render, llm) register their runners as they arrive.
+    elif kind is not None:
+        run_task_job(job_id)

@@ -175,6 +175,25 @@ def job_enqueue(
 
 
 @transaction.atomic
+def job_enqueue_task(*, kind: str, params: dict, subject: str = "", created_by=None) -> Job:
+    """Queue a CPU job (llm, tts, render) run by the runner its kind registered in factory.runners."""
+    if kind == JobKind.COMFYUI or kind not in JobKind.values:
+        raise ValidationError({"kind": f"“{kind}” is not a CPU job kind."})
+    job = Job.objects.create(
+        kind=kind,
+        params=params,
+        subject=subject,
+        created_by=created_by,
+        max_attempts=1,
+        queued_at=timezone.now(),
+    )
+    _event(job.pk, "queued", f"Queued ({JobKind(kind).label}).")
+    _ring_after_commit(job)
+    _announce(job.pk)
+    return job
+
+
+@transaction.atomic
 def job_cancel(*, job_id: int, actor=None) -> Job:
     """Cancel now if queued; if running, ask the worker (it interrupts the prompt on ComfyUI)."""
     who = getattr(actor, "username", "") or "the system"
@@ -361,9 +380,10 @@ def _finish(job_id: int, status: str, **fields) -> bool:
 
 
 @transaction.atomic
-def job_succeed(*, job_id: int) -> bool:
+def job_succeed(*, job_id: int, require_output: bool = True) -> bool:
+    """Finish the job. Kinds that make files (ComfyUI) need one from the current attempt."""
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job_id)
-    if not JobOutput.objects.filter(job_id=job_id, attempt=attempt).exists():
+    if require_output and not JobOutput.objects.filter(job_id=job_id, attempt=attempt).exists():
         # No file, no success (invariant I3).
         return job_fail(job_id=job_id, kind=ErrorKind.EXECUTION, message="The workflow finished but saved no file.")
     if _finish(job_id, JobStatus.SUCCEEDED, progress_percent=100, error_kind="", error_message="", error_details={}):

@@ -124,6 +124,12 @@ FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
 FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)
 FACTORY_PREFLIGHT_CACHE_SECONDS = env_int("FACTORY_PREFLIGHT_CACHE_SECONDS", 300, minimum=0)
 
+# --- Director (LLM): any OpenAI-compatible chat-completions endpoint. No key: the offline rule-based director.
+LLM_BASE_URL = env_str("LLM_BASE_URL", "https://api.deepseek.com/v1")
+LLM_MODEL = env_str("LLM_MODEL", "deepseek-chat")
+LLM_API_KEY = env_str("LLM_API_KEY", "")  # never stored in the DB nor logged
+LLM_TIMEOUT = env_int("LLM_TIMEOUT", 60, minimum=1)  # seconds one LLM call may take in total
+
 # Enqueue at once: services already ring rq in transaction.on_commit; django_rq's own deferral
 # would make enqueue() return None inside an outer transaction.
 RQ = {"COMMIT_MODE": "auto"}

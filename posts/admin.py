@@ -6,7 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from artists.models import Wardrobe
 from artists.selectors import artists_visible_to
@@ -14,7 +14,8 @@ from mcn_site.lib.admin import ReadOnlyAdmin, ScopedAdmin, ScopedRelatedFieldLis
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
 from posts import services
-from posts.models import Post, PostEvent, PostStatus, Shot, ShotWorkflow
+from posts.director.prompts import VARIABLES
+from posts.models import Post, PostEvent, PostStatus, PromptTemplate, Shot, ShotWorkflow
 from posts.selectors import post_events_visible_to, posts_visible_to
 
 STATUS_COLOURS = {
@@ -370,3 +371,20 @@ class ShotWorkflowAdmin(admin.ModelAdmin):
     """Ops choose which factory template produces each kind of shot."""
 
     list_display = ["kind", "template_name"]
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    """The director's prompts: edit the text, keep one active version per role."""
+
+    list_display = ["role", "version", "active", "description", "created_at"]
+    list_filter = ["role", "active"]
+    search_fields = ["template", "description"]
+    readonly_fields = ["created_at", "variables"]
+    fields = ["role", "version", "active", "description", "template", "variables", "created_at"]
+
+    @admin.display(description="Variables you can use")
+    def variables(self, template):
+        return format_html_join(
+            "", "<div><code>{{{{{}}}}}</code> {}</div>", ((name, text) for name, text in VARIABLES.items())
+        )

@@ -7,6 +7,7 @@ class PostsConfig(AppConfig):
 
     def ready(self) -> None:
         from factory.signals import job_changed
+        from posts.director import jobs  # noqa: F401 - registers the director as the factory's llm runner
         from posts.pipeline import on_job_changed
 
         # Factory jobs made for shots (subject post.<id>/shot.<id>) update the shot and the page.

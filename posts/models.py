@@ -211,3 +211,39 @@ class ShotWorkflow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} → {self.template_name}"
+
+
+class PromptTemplate(models.Model):
+    """The director's prompts as data: `{{var}}` placeholders, versioned, one active per role."""
+
+    class Role(models.TextChoices):
+        ANALYST = "analyst", "Analyst (reads the sources)"
+        WRITER = "writer", "Writer (writes the lines)"
+        DIRECTOR = "director", "Director (cuts into shots)"
+
+    role = models.CharField(max_length=20, choices=Role.choices)
+    version = models.PositiveIntegerField(default=1)
+    template = models.TextField(help_text="Use {{artist_name}}, {{brief}}, {{target_seconds}} ... placeholders.")
+    description = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "version"], name="prompttemplate_role_version_unique"),
+            # The director takes the active prompt of each role: there can be only one.
+            models.UniqueConstraint(fields=["role"], condition=Q(active=True), name="prompttemplate_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} v{self.version}"
+
+    def clean(self) -> None:
+        from posts.director.prompts import VARIABLES, unknown_variables
+
+        unknown = unknown_variables(self.template)
+        if unknown:
+            raise ValidationError(
+                {"template": f"Unknown variables: {', '.join(unknown)}. Known: {', '.join(sorted(VARIABLES))}."}
+            )

@@ -22,6 +22,7 @@ from posts.services import _ensure_editable, _record
 log = logging.getLogger(__name__)
 
 SUBJECT_RE = re.compile(r"^post\.(\d+)/shot\.(\d+)$")
+STORYBOARD_RE = re.compile(r"^post\.(\d+)/storyboard$")
 ASPECT_SIZES = {"9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080)}
 
 
@@ -80,6 +81,20 @@ def shot_generate_picture(*, shot_id: int, actor) -> Shot:
 
 def on_job_changed(sender, *, job_id, subject, status, event, progress, error, **kwargs) -> None:
     """factory.signals.job_changed receiver: shot state and pushes for jobs made for a shot."""
+    storyboard = STORYBOARD_RE.match(subject or "")
+    if storyboard:
+        # The director's job: the page shows it working, and re-reads the storyboard when it ends.
+        event_name = (
+            "job.finished"
+            if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+            else ("job.progress")
+        )
+        publish(
+            post_group(int(storyboard.group(1))),
+            event_name,
+            {"shot_id": None, "job_id": job_id, "status": status, "error": error},
+        )
+        return
     match = SUBJECT_RE.match(subject or "")
     if not match:
         return

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db.models import QuerySet
 
 from artists.selectors import artists_visible_to
@@ -40,6 +41,10 @@ def storyboard_state(*, post, user) -> dict:
         if label is None or ((post.status, target) in REVIEW_TRANSITIONS and not can_review(user)):
             continue  # system-only moves (rendering -> done) and review decisions for non-reviewers
         actions.append({"name": target, "label": label, "needs_feedback": target == PostStatus.REJECTED})
+    if post.is_editable:
+        mode = "LLM" if settings.LLM_API_KEY else "offline director"
+        verb = "Rewrite from feedback" if post.status == PostStatus.REJECTED else "Write storyboard"
+        actions.insert(0, {"name": "generate", "label": f"{verb} ({mode})", "needs_feedback": False})
     return {
         "post": {
             "id": post.pk,

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from artists.selectors import artists_visible_to
 from posts import pipeline, services
+from posts.director.jobs import storyboard_generate
 from posts.models import PostStatus, Shot
 from posts.selectors import post_for_page, posts_visible_to, storyboard_state
 
@@ -217,7 +218,9 @@ def post_action(request, post, action: str):
     """Move the post to status `action` (submit = review, approve = approved, ...), as the user's role allows."""
     data = _body(request)
     version = _version(data)
-    if action == PostStatus.REVIEW:
+    if action == "generate":
+        storyboard_generate(post_id=post.pk, actor=request.user, feedback=str(data.get("feedback", "")))
+    elif action == PostStatus.REVIEW:
         services.post_submit_for_review(post_id=post.pk, actor=request.user, expected_version=version)
     elif action == PostStatus.REJECTED:
         services.post_reject(

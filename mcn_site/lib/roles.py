@@ -54,6 +54,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "factory.joboutput": ["view"],
         "factory.gpuworker": ["view"],
         "posts.shotworkflow": _CRUD,
+        "posts.prompttemplate": _CRUD,
     },
 }
 

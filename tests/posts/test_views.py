@@ -174,7 +174,11 @@ def test_the_state_endpoint_gives_a_member_the_whole_storyboard(post, member):
         (2, "Line 2.", "a_roll"),
     ]
     assert state["total_duration"] == 6.0
-    assert state["actions"] == [{"name": "review", "label": "Submit for review", "needs_feedback": False}]
+    assert state["actions"] == [
+        # No LLM key in tests: the page says the rule-based director will write it.
+        {"name": "generate", "label": "Write storyboard (offline director)", "needs_feedback": False},
+        {"name": "review", "label": "Submit for review", "needs_feedback": False},
+    ]
 
 
 # --- member happy paths: 200 with the fresh state ------------------------------------------------

@@ -1,0 +1,1 @@
+"""The director: writes and rewrites storyboards."""

@@ -1,0 +1,51 @@
+"""The director runs as a factory job of kind `llm` on the CPU queue, with its status pushed to the page."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from factory import runners
+from factory.models import ErrorKind, Job, JobKind
+from factory.services import job_enqueue_task
+from posts.director.service import DirectorFailed, director_mode, write_storyboard
+from posts.models import Post, PostEvent
+from posts.services import _ensure_editable, _record
+
+KINDS = {
+    "config": ErrorKind.CONFIG,
+    "unreachable": ErrorKind.UNREACHABLE,
+    "stalled": ErrorKind.STALLED,
+    "execution": ErrorKind.EXECUTION,
+}
+
+
+def storyboard_subject(post_id: int) -> str:
+    return f"post.{post_id}/storyboard"
+
+
+@transaction.atomic
+def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
+    """Queue the director for this post (refused unless the storyboard may be edited)."""
+    post = Post.objects.select_for_update(of=("self",)).get(pk=post_id)
+    _ensure_editable(post)
+    job = job_enqueue_task(
+        kind=JobKind.LLM,
+        params={"post_id": post.pk, "feedback": feedback},
+        subject=storyboard_subject(post.pk),
+        created_by=actor,
+    )
+    label = "LLM director" if director_mode() == "llm" else "offline director (no LLM key set)"
+    note = f"Storyboard requested from the {label}" + (f"; feedback: {feedback}" if feedback else "")
+    _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=note)
+    return job
+
+
+@runners.register(JobKind.LLM)
+def run_director(job: Job) -> None:
+    try:
+        write_storyboard(post_id=job.params["post_id"], actor=job.created_by, feedback=job.params.get("feedback", ""))
+    except DirectorFailed as error:
+        raise runners.TaskFailed(
+            error.message, kind=KINDS.get(error.kind, ErrorKind.EXECUTION), details=error.details
+        ) from None
+    except ValidationError as error:
+        raise runners.TaskFailed(" ".join(error.messages), kind=ErrorKind.CONFIG) from None

@@ -1,0 +1,139 @@
+"""The director writes and rewrites storyboards; locked shots and manual assets are never touched."""
+
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from factory.jobs import run_job
+from factory.models import JobKind, JobStatus
+from posts.director.jobs import storyboard_generate
+from posts.director.service import DirectorFailed, write_storyboard
+from posts.models import PostEvent, PostStatus, ShotKind
+from tests.factories import make_post, make_shot, make_user, png_bytes
+from tests.fakes.llm import FakeLLM
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {
+    "shots": [
+        {"kind": "a_roll", "duration": 6, "script": "Rates are falling.", "visual_prompt": ""},
+        {"kind": "b_roll", "duration": 5, "script": "", "visual_prompt": "A falling line chart"},
+        {"kind": "a_roll", "duration": 7, "script": "Here is what it means for savings.", "visual_prompt": ""},
+    ]
+}
+
+
+@pytest.fixture
+def llm(settings):
+    with FakeLLM(api_key="sk-test-director") as fake:
+        settings.LLM_API_KEY = "sk-test-director"
+        settings.LLM_BASE_URL = fake.url
+        settings.LLM_TIMEOUT = 5
+        yield fake
+
+
+@pytest.fixture
+def storyboard():
+    """A six-shot storyboard whose shots 1 and 4 are locked and shot 6 has a manual asset."""
+    post = make_post(brief="降息预期下，普通投资者该怎么看债券。利率往下走，久期长的债券价格往上。")
+    for position in range(1, 7):
+        make_shot(post=post, position=position, locked=position in (1, 4), script=f"Old line {position}.")
+    sixth = post.shots.get(position=6)
+    sixth.manual_asset.save("clip.png", io.BytesIO(png_bytes(64, 64)), save=True)
+    return post
+
+
+def sacred(post) -> list[tuple]:
+    return [
+        (s.pk, s.position, s.script, s.duration_seconds, s.manual_asset.name)
+        for s in post.shots.filter(position__in=[1, 4, 6])
+    ]
+
+
+def test_offline_rewrite_keeps_locked_and_manual_shots_byte_for_byte(storyboard):
+    before = sacred(storyboard)
+    post = write_storyboard(post_id=storyboard.pk, actor=None)
+    after = [(s.pk, s.position, s.script, s.duration_seconds, s.manual_asset.name) for s in post.shots.all()]
+    for row in before:
+        assert row in after
+    others = [s for s in post.shots.all() if s.pk not in {row[0] for row in before}]
+    assert others and all(not s.script.startswith("Old line") for s in others)
+    assert post.version == storyboard.version + 1
+
+
+def test_llm_storyboard_fills_the_unlocked_slots_and_sees_the_locked_shots(llm, storyboard):
+    llm.reply(json.dumps(GOOD))
+    before = sacred(storyboard)
+    post = write_storyboard(post_id=storyboard.pk, actor=None, feedback="Shorter sentences")
+    shots = list(post.shots.order_by("position"))
+    assert [s.position for s in shots] == [1, 2, 3, 4, 5, 6]
+    assert [
+        (s.pk, s.position, s.script, s.duration_seconds, s.manual_asset.name) for s in shots if s.position in (1, 4, 6)
+    ] == before
+    assert [s.script or s.visual_prompt for s in shots if s.position in (2, 3, 5)] == [
+        "Rates are falling.",
+        "A falling line chart",
+        "Here is what it means for savings.",
+    ]
+    assert shots[1].duration_seconds == Decimal("6.00") and shots[2].kind == ShotKind.B_ROLL
+    [request] = llm.completions()
+    assert request.json["response_format"] == {"type": "json_object"}
+    assert "Old line 1." in request.prompt_text and "Shorter sentences" in request.prompt_text
+
+
+def test_an_invalid_answer_gets_one_repair_request_quoting_the_problem(llm, storyboard):
+    broken = {"shots": [{**GOOD["shots"][0], "duration": "six"}, *GOOD["shots"][1:]]}
+    llm.reply("Sure! ```json\n" + json.dumps(broken) + "\n```")
+    llm.reply(json.dumps(GOOD))
+    write_storyboard(post_id=storyboard.pk, actor=None)
+    _first, repair = llm.completions()
+    assert "shots[0].duration must be a number" in repair.messages[-1]["content"]
+
+
+def test_two_invalid_answers_fail_clearly_and_leave_the_storyboard_untouched(llm, storyboard):
+    llm.reply('{"shots": []}')
+    llm.reply("I cannot help with that.")
+    before = list(storyboard.shots.values_list("pk", "position", "script"))
+    with pytest.raises(DirectorFailed) as failure:
+        write_storyboard(post_id=storyboard.pk, actor=None)
+    assert failure.value.message.startswith("The LLM returned an invalid storyboard:")
+    assert failure.value.details["raw"] == "I cannot help with that."
+    assert list(storyboard.shots.values_list("pk", "position", "script")) == before
+
+
+def test_rewriting_a_rejected_post_puts_it_back_in_draft_with_the_feedback_in_its_trail(storyboard):
+    storyboard.status = PostStatus.REJECTED
+    storyboard.feedback = "Too long"
+    storyboard.save()
+    post = write_storyboard(post_id=storyboard.pk, actor=None, feedback="Too long")
+    assert post.status == PostStatus.DRAFT
+    assert PostEvent.objects.filter(post=post, to_status=PostStatus.DRAFT, note__contains="Too long").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # run_job closes the connection between jobs, as a worker does
+def test_the_director_runs_as_an_llm_factory_job(storyboard, django_capture_on_commit_callbacks):
+    producer = make_user()
+    with django_capture_on_commit_callbacks(execute=False):
+        job = storyboard_generate(post_id=storyboard.pk, actor=producer)
+    assert (job.kind, job.subject) == (JobKind.LLM, f"post.{storyboard.pk}/storyboard")
+    run_job(job.pk)  # what the CPU worker does with the rung job
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    storyboard.refresh_from_db()
+    assert storyboard.version > 1 and storyboard.events.filter(note__contains="offline director").exists()
+
+
+def test_a_post_in_review_cannot_be_rewritten():
+    post = make_post(status=PostStatus.REVIEW)
+    with pytest.raises(Exception, match="cannot be edited"):
+        storyboard_generate(post_id=post.pk, actor=make_user())
+
+
+def test_direct_post_command_prints_the_new_storyboard(storyboard):
+    out = io.StringIO()
+    call_command("direct_post", str(storyboard.pk), stdout=out)
+    text = out.getvalue()
+    assert "offline director" in text and "🔒 1." in text and "🔒 4." in text
