@@ -16,6 +16,7 @@ from posts.director.llm import LLMClient, LLMError
 from posts.director.offline import offline_storyboard
 from posts.director.prompts import render
 from posts.director.schema import StoryboardInvalid, parse_storyboard
+from posts.director.timing import fit_durations, speaking_seconds
 from posts.models import Post, PostStatus, PromptTemplate, Shot
 from posts.services import StoryboardChange, post_transition, storyboard_apply
 
@@ -55,11 +56,20 @@ def _as_dict(shot: Shot) -> dict:
 def write_storyboard(*, post_id: int, actor, feedback: str = "") -> Post:
     """Replace the post's unlocked shots with a new storyboard; returns the post (draft again if it was rejected)."""
     post = Post.objects.select_related("artist", "wardrobe").get(pk=post_id)
+    feedback = (feedback or post.feedback).strip()  # a rewrite of a rejected post answers its reviewer
     shots = list(post.shots.order_by("position"))
     kept = [s for s in shots if _sacred(s)]
     budget = max(MIN_NEW_SECONDS, TARGET_SECONDS - float(sum(s.duration_seconds for s in kept)))
     if director_mode() == "llm":
-        written = _from_llm(post, kept, feedback=feedback or post.feedback, target_seconds=budget)
+        # The "editor": spoken lines last as long as they take to say, cutaways share the rest,
+        # until real TTS durations replace them.
+        written = fit_durations(
+            [
+                {**shot, "duration": speaking_seconds(shot["script"])} if shot["kind"] == "a_roll" else shot
+                for shot in _from_llm(post, kept, feedback=feedback, target_seconds=budget)
+            ],
+            budget,
+        )
     else:
         try:
             written = offline_storyboard(

@@ -11,6 +11,7 @@ from factory.jobs import run_job
 from factory.models import JobKind, JobStatus
 from posts.director.jobs import storyboard_generate
 from posts.director.service import DirectorFailed, write_storyboard
+from posts.director.timing import speaking_seconds
 from posts.models import PostEvent, PostStatus, ShotKind
 from tests.factories import make_post, make_shot, make_user, png_bytes
 from tests.fakes.llm import FakeLLM
@@ -78,7 +79,9 @@ def test_llm_storyboard_fills_the_unlocked_slots_and_sees_the_locked_shots(llm, 
         "A falling line chart",
         "Here is what it means for savings.",
     ]
-    assert shots[1].duration_seconds == Decimal("6.00") and shots[2].kind == ShotKind.B_ROLL
+    # Spoken lines last as long as they take to say (English at ~2.6 words a second), not what the LLM guessed.
+    assert shots[1].duration_seconds == Decimal(str(speaking_seconds("Rates are falling.")))
+    assert shots[2].kind == ShotKind.B_ROLL
     [request] = llm.completions()
     assert request.json["response_format"] == {"type": "json_object"}
     assert "Old line 1." in request.prompt_text and "Shorter sentences" in request.prompt_text
@@ -108,7 +111,7 @@ def test_rewriting_a_rejected_post_puts_it_back_in_draft_with_the_feedback_in_it
     storyboard.status = PostStatus.REJECTED
     storyboard.feedback = "Too long"
     storyboard.save()
-    post = write_storyboard(post_id=storyboard.pk, actor=None, feedback="Too long")
+    post = write_storyboard(post_id=storyboard.pk, actor=None)  # the reviewer's feedback is the brief
     assert post.status == PostStatus.DRAFT
     assert PostEvent.objects.filter(post=post, to_status=PostStatus.DRAFT, note__contains="Too long").exists()
 
