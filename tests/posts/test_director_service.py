@@ -6,6 +6,9 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from factory.jobs import run_job
 from factory.models import JobKind, JobStatus
@@ -140,3 +143,34 @@ def test_direct_post_command_prints_the_new_storyboard(storyboard):
     call_command("direct_post", str(storyboard.pk), stdout=out)
     text = out.getvalue()
     assert "offline director" in text and "🔒 1." in text and "🔒 4." in text
+
+
+@hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(locked=st.sets(st.integers(min_value=1, max_value=6)))
+def test_locked_shots_survive_any_lock_pattern_across_regenerations(locked):
+    post = make_post(brief="Rates are falling. Bonds rise when rates fall. Keep some cash for the dip.")
+    for position in range(1, 7):
+        make_shot(post=post, position=position, locked=position in locked, script=f"Kept line {position}.")
+    before = [(s.pk, s.position, s.script, s.duration_seconds) for s in post.shots.filter(locked=True)]
+    for _ in range(2):
+        write_storyboard(post_id=post.pk, actor=None)
+    after = [(s.pk, s.position, s.script, s.duration_seconds) for s in post.shots.filter(locked=True)]
+    assert after == before
+
+
+def test_the_prompt_sent_carries_the_persona_and_the_feedback(llm, storyboard):
+    storyboard.artist.persona = "A calm former bond trader who explains money to her younger sister."
+    storyboard.artist.save()
+    llm.reply(json.dumps(GOOD))
+    write_storyboard(post_id=storyboard.pk, actor=None, feedback="Mention inflation once")
+    [request] = llm.completions()
+    assert "former bond trader" in request.prompt_text and "Mention inflation once" in request.prompt_text
+
+
+def test_an_llm_refusal_fails_with_its_reason_and_touches_nothing(llm, storyboard):
+    llm.reply_status(400, message="Invalid model")
+    before = list(storyboard.shots.values_list("pk", "position", "script"))
+    with pytest.raises(DirectorFailed) as failure:
+        write_storyboard(post_id=storyboard.pk, actor=None)
+    assert failure.value.kind == "config" and "sk-test-director" not in failure.value.message
+    assert list(storyboard.shots.values_list("pk", "position", "script")) == before
