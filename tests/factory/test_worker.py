@@ -1,6 +1,7 @@
 """A job through the whole factory: row, rq, a real worker process, the fake ComfyUI, files in media."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -14,22 +15,7 @@ from tests.factory.conftest import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Example B of the ComfyUI protocol notes, as an operator would export it (API format).
-PORTRAIT = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "{{INPUT_IMAGE}}"}},
-    "2": {
-        "class_type": "ImageScale",
-        "inputs": {
-            "image": ["1", 0],
-            "upscale_method": "bilinear",
-            "width": "{{WIDTH}}",
-            "height": "{{HEIGHT}}",
-            "crop": "disabled",
-        },
-    },
-    "3": {"class_type": "ImageAddNoise", "inputs": {"image": ["2", 0], "seed": "{{SEED}}", "strength": 0.25}},
-    "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
-    "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "portrait"}},
-}
+PORTRAIT = json.loads((Path(__file__).parent / "data" / "portrait_api.json").read_text())
 
 
 def finished(job_id: int) -> Job | None:
