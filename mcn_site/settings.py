@@ -6,6 +6,7 @@ environment values (see .env.example), never by another settings file.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -160,6 +161,8 @@ USE_TZ = True  # stored in UTC, always
 TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
 # The zone a new schedule starts with (each schedule keeps its own).
 MCN_DEFAULT_SCHEDULE_TIMEZONE = env_timezone("MCN_DEFAULT_SCHEDULE_TIMEZONE", "Asia/Shanghai")
+# A slot the scheduler reaches later than this (it was down) is recorded as missed, not fired.
+MCN_SCHEDULE_GRACE = timedelta(minutes=env_int("MCN_SCHEDULE_GRACE_MINUTES", 60, minimum=0))
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -12,8 +12,17 @@ WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
 
 
+TITLE_FIELDS = ("artist", "schedule", "date", "time", "weekday")
+
+
 def default_timezone() -> str:
     return settings.MCN_DEFAULT_SCHEDULE_TIMEZONE
+
+
+class ScheduleQuerySet(models.QuerySet):
+    def due(self, *, now) -> "ScheduleQuerySet":
+        """Active schedules whose next slot has come, or whose next slot was never computed."""
+        return self.filter(Q(next_slot_at__lte=now) | Q(next_slot_at__isnull=True), active=True)
 
 
 class Schedule(models.Model):
@@ -44,16 +53,28 @@ class Schedule(models.Model):
     source_override = models.ManyToManyField(
         "artists.Source", blank=True, related_name="+", help_text="Leave empty to use the artist's default sources."
     )
+    title_template = models.CharField(
+        max_length=200,
+        default="{artist} · {date}",
+        help_text="Title of each post it makes. Fills in {artist}, {schedule}, {date}, {time} and {weekday} "
+        "(the slot's, in the schedule's time zone).",
+    )
+    brief = models.TextField(blank=True, help_text="What its posts are about; the director writes from this.")
     auto_generate = models.BooleanField(default=False, help_text="Write the storyboard as soon as the post is made.")
     last_executed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The scheduler's cursor: the first slot not yet handled. Set by schedules.services.schedule_save
+    # from "now" whenever the rule changes, so an edit takes effect from the next slot.
+    next_slot_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScheduleQuerySet.as_manager()
 
     class Meta:
         ordering = ["artist", "title"]
         indexes = [
-            # The scheduler's tick: active schedules only.
-            models.Index(fields=["active", "kind"], name="schedule_active_kind_idx"),
+            # The scheduler's tick: Schedule.objects.due(now=...), active and next_slot_at <= now.
+            models.Index(fields=["active", "next_slot_at"], name="schedule_due_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -71,6 +92,11 @@ class Schedule(models.Model):
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             errors["timezone"] = f"“{self.timezone}” is not an IANA time zone such as Asia/Shanghai or Europe/Paris."
+        try:
+            self.title_template.format_map({name: name for name in TITLE_FIELDS})
+        except (KeyError, ValueError, IndexError, AttributeError) as error:
+            names = ", ".join("{%s}" % name for name in TITLE_FIELDS)  # noqa: UP031 - braces are the point
+            errors["title_template"] = f"Use only these placeholders: {names} (problem: {error})."
         if self.kind == self.Kind.ONE_OFF:
             if self.trigger_at is None:
                 errors["trigger_at"] = "A one-off schedule needs a trigger time."
@@ -105,3 +131,37 @@ class Schedule(models.Model):
                 if bad:
                     errors["month_days"] = f"Days of the month run from 1 to 31; not: {', '.join(bad)}."
         return errors
+
+
+class ScheduleRun(models.Model):
+    """What the scheduler did with one slot of one schedule: exactly one row per slot."""
+
+    class Outcome(models.TextChoices):
+        CREATED = "created", "Post created"
+        MISSED = "missed", "Missed (scheduler was down)"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="runs")
+    slot_at = models.DateTimeField()
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    post = models.ForeignKey("posts.Post", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-slot_at", "-id"]
+        constraints = [
+            # Exactly once per slot, however many scheduler processes tick at the same moment.
+            models.UniqueConstraint(fields=["schedule", "slot_at"], name="schedule_run_once_per_slot"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=["created", "missed", "skipped", "failed"]), name="schedule_run_outcome_valid"
+            ),
+        ]
+        indexes = [
+            # The calendar's past runs, newest first, across the visible artists' schedules.
+            models.Index(fields=["slot_at"], name="schedule_run_slot_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} @ {self.slot_at:%Y-%m-%d %H:%M} UTC: {self.get_outcome_display()}"

@@ -118,10 +118,14 @@ def make_shot(*, post: Post, position: int, **extra) -> Shot:
     )
 
 
-def make_schedule(*, artist: Artist, **extra) -> Schedule:
-    return Schedule.objects.create(
+def make_schedule(*, artist: Artist, now=None, **extra) -> Schedule:
+    """A saved schedule (weekly, Mondays 09:00 unless told); its first slot counts from `now` (default: now)."""
+    from schedules.services import schedule_save
+
+    schedule = Schedule(
         **{"title": f"Schedule {next(_seq)}", "artist": artist, "weekdays": ["monday"], "times": ["09:00"], **extra}
     )
+    return schedule_save(schedule=schedule, now=now)
 
 
 def make_postevent(*, post: Post, **extra):

@@ -1,0 +1,168 @@
+"""Schedule writes and the scheduler's tick: each slot of each schedule handled exactly once."""
+
+import logging
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from artists.models import Source
+from posts.director.jobs import storyboard_generate
+from posts.services import post_create
+from schedules.models import WEEKDAYS, Schedule, ScheduleRun
+from schedules.slots import next_slot, slots_between
+
+log = logging.getLogger(__name__)
+
+# The fields that make up "when it fires": changing any of them restarts the cursor from now.
+RULE_FIELDS = ("active", "kind", "period", "weekdays", "month_days", "times", "trigger_at", "timezone")
+# Slots older than this are not even recorded as missed: after a long outage, the calendar shows
+# the last month of misses, not years of them.
+MISSED_LOOKBACK = timedelta(days=31)
+
+
+def _rule(schedule: Schedule) -> tuple:
+    return tuple(getattr(schedule, name) for name in RULE_FIELDS)
+
+
+def _first_slot(schedule: Schedule, *, now: datetime) -> datetime | None:
+    if schedule.kind == Schedule.Kind.ONE_OFF:
+        # A one-off keeps its own time even if it has passed: within the grace window it still
+        # fires, older it is recorded as missed. Unless that slot was handled already.
+        handled = schedule.pk and schedule.runs.filter(slot_at=schedule.trigger_at).exists()
+        return None if handled else schedule.trigger_at
+    return next_slot(schedule, now)
+
+
+@transaction.atomic
+def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedule:
+    """Validate and save a schedule. A new or changed rule takes effect from the next slot after `now`."""
+    now = now or timezone.now()
+    schedule.full_clean()
+    before = Schedule.objects.filter(pk=schedule.pk).first() if schedule.pk else None
+    if before is None or _rule(before) != _rule(schedule):
+        schedule.next_slot_at = _first_slot(schedule, now=now) if schedule.active else None
+    schedule.save()
+    return schedule
+
+
+@dataclass
+class TickResult:
+    created: list[int] = field(default_factory=list)  # post ids
+    missed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    schedules: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.schedules} schedules due: {len(self.created)} posts created, {self.missed} missed, "
+            f"{self.skipped} skipped, {self.failed} failed"
+        )
+
+
+def schedule_tick(*, now: datetime | None = None, grace: timedelta | None = None) -> TickResult:
+    """Handle every slot that has come: fire those within `grace` of `now`, record older ones as missed.
+
+    Safe to run in any number of processes at once and to repeat: a slot's ScheduleRun row is unique
+    per (schedule, slot) and is written in the same transaction as the post it creates.
+    """
+    now = now or timezone.now()
+    grace = settings.MCN_SCHEDULE_GRACE if grace is None else grace
+    result = TickResult()
+    for schedule_id in list(Schedule.objects.due(now=now).values_list("pk", flat=True)):
+        _handle_due(schedule_id=schedule_id, now=now, grace=grace, result=result)
+    return result
+
+
+@transaction.atomic
+def _handle_due(*, schedule_id: int, now: datetime, grace: timedelta, result: TickResult) -> None:
+    # Race: another scheduler may be handling this schedule right now. skip_locked lets each
+    # process take different schedules; the unique slot constraint covers databases without row locks.
+    locked = Schedule.objects.select_for_update(
+        skip_locked=connection.features.has_select_for_update_skip_locked, of=("self",)
+    )
+    schedule = locked.select_related("artist").filter(pk=schedule_id).due(now=now).first()
+    if schedule is None:
+        return
+    result.schedules += 1
+    if schedule.next_slot_at is None:
+        # Saved without schedule_save (a bulk load): start from now, with no backlog.
+        Schedule.objects.filter(pk=schedule.pk).update(next_slot_at=_first_slot(schedule, now=now))
+        return
+    start = max(schedule.next_slot_at - timedelta(microseconds=1), now - MISSED_LOOKBACK)
+    fired = False
+    for slot in slots_between(schedule, start, now):
+        outcome = _handle_slot(schedule=schedule, slot=slot, now=now, grace=grace, result=result)
+        fired = fired or outcome == ScheduleRun.Outcome.CREATED
+    following = next_slot(schedule, now)
+    changes = {"next_slot_at": following}
+    if fired:
+        changes["last_executed_at"] = now
+    Schedule.objects.filter(pk=schedule.pk).update(**changes)
+
+
+def _handle_slot(*, schedule: Schedule, slot: datetime, now: datetime, grace: timedelta, result: TickResult) -> str:
+    if not schedule.artist.active:
+        outcome, detail = ScheduleRun.Outcome.SKIPPED, f"{schedule.artist} is inactive."
+    elif now - slot > grace:
+        outcome, detail = ScheduleRun.Outcome.MISSED, f"The scheduler was not running within {grace} of this slot."
+    else:
+        outcome, detail = ScheduleRun.Outcome.CREATED, ""
+    try:
+        with transaction.atomic():
+            run = ScheduleRun.objects.create(schedule=schedule, slot_at=slot, outcome=outcome, detail=detail)
+    except IntegrityError:
+        return ""  # another tick handled this slot first
+    if outcome == ScheduleRun.Outcome.CREATED:
+        try:
+            with transaction.atomic():
+                run.post = _make_post(schedule=schedule, slot=slot)
+                if schedule.auto_generate:
+                    job = storyboard_generate(post_id=run.post.pk, actor=None)
+                    run.detail = f"Director queued (job {job.pk})."
+        except Exception as error:  # noqa: BLE001 - a bad schedule must not stop the others; the run says why
+            log.exception("schedule %s slot %s: could not create its post", schedule.pk, slot.isoformat())
+            outcome = run.outcome = ScheduleRun.Outcome.FAILED
+            run.post, run.detail = None, f"Could not create the post: {error}"
+        run.save(update_fields=["post", "outcome", "detail"])
+    if outcome == ScheduleRun.Outcome.CREATED:
+        result.created.append(run.post.pk)
+    else:
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    return outcome
+
+
+def _sources(schedule: Schedule) -> list[Source]:
+    return list(schedule.source_override.all()) or list(schedule.artist.default_sources.all())
+
+
+def _make_post(*, schedule: Schedule, slot: datetime):
+    local = slot.astimezone(zoneinfo.ZoneInfo(schedule.timezone))
+    title = schedule.title_template.format_map(
+        {
+            "artist": schedule.artist.stage_name,
+            "schedule": schedule.title,
+            "date": local.strftime("%Y-%m-%d"),
+            "time": local.strftime("%H:%M"),
+            "weekday": WEEKDAYS[local.weekday()].title(),
+        }
+    )[:200]
+    sources = _sources(schedule)
+    # Rotate through the sources, one per post, so a daily schedule does not read the same feed forever.
+    source = sources[schedule.runs.filter(outcome=ScheduleRun.Outcome.CREATED).count() % len(sources)] if sources else None
+    brief = schedule.brief.strip()
+    if source is not None:
+        focus = f"\nFocus: {source.instruction}" if source.instruction.strip() else ""
+        brief = f"{brief}\n\nSource: {source.name} ({source.url}){focus}".strip()
+    return post_create(
+        actor=None,
+        title=title,
+        artist=schedule.artist,
+        brief=brief,
+        created_from_schedule=schedule,
+        created_from_source=source,
+    )
