@@ -30,7 +30,7 @@ from factory.comfyui import ComfyUIError
 from factory.execution import client_for
 from factory.models import GpuWorker, Job, JobEvent, JobOutput, JobStatus, Lane, WorkflowTemplate
 from factory.templating import infer_declarations
-from mcn_site.lib.admin import ReadOnlyAdmin, badge, thumbnail
+from mcn_site.lib.admin import ReadOnlyAdmin, ReadOnlyInline, badge, thumbnail
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import is_ops
 
@@ -147,21 +147,6 @@ def rq_dashboard_context(request) -> dict:
 
 
 # --- jobs -------------------------------------------------------------------------------
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class JobOutputInline(ReadOnlyInline):

@@ -10,7 +10,14 @@ from django.utils.html import format_html, format_html_join
 
 from artists.models import Wardrobe
 from artists.selectors import artists_visible_to
-from mcn_site.lib.admin import ReadOnlyAdmin, ScopedAdmin, ScopedRelatedFieldListFilter, badge, thumbnail
+from mcn_site.lib.admin import (
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    ScopedAdmin,
+    ScopedRelatedFieldListFilter,
+    badge,
+    thumbnail,
+)
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
 from posts import services
@@ -123,22 +130,14 @@ class ShotInline(admin.TabularInline):
         return thumbnail(shot.generated_asset, size=64)
 
 
-class PostEventInline(admin.TabularInline):
+class PostEventInline(ReadOnlyInline):
     model = PostEvent
-    extra = 0
     fields = ["created_at", "actor", "kind", "from_status", "to_status", "note"]
     readonly_fields = fields
-    can_delete = False
     verbose_name_plural = "Event trail"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PostForm(AdminModelForm):

@@ -124,7 +124,7 @@ def _handle_slot(*, schedule: Schedule, slot: datetime, now: datetime, grace: ti
                 if schedule.auto_generate:
                     job = storyboard_generate(post_id=run.post.pk, actor=None)
                     run.detail = f"Director queued (job {job.pk})."
-        except Exception as error:  # noqa: BLE001 - a bad schedule must not stop the others; the run says why
+        except Exception as error:  # a bad schedule must not stop the others; the run says why
             log.exception("schedule %s slot %s: could not create its post", schedule.pk, slot.isoformat())
             outcome = run.outcome = ScheduleRun.Outcome.FAILED
             run.post, run.detail = None, f"Could not create the post: {error}"
@@ -153,7 +153,9 @@ def _make_post(*, schedule: Schedule, slot: datetime):
     )[:200]
     sources = _sources(schedule)
     # Rotate through the sources, one per post, so a daily schedule does not read the same feed forever.
-    source = sources[schedule.runs.filter(outcome=ScheduleRun.Outcome.CREATED).count() % len(sources)] if sources else None
+    source = (
+        sources[schedule.runs.filter(outcome=ScheduleRun.Outcome.CREATED).count() % len(sources)] if sources else None
+    )
     brief = schedule.brief.strip()
     if source is not None:
         focus = f"\nFocus: {source.instruction}" if source.instruction.strip() else ""

@@ -5,8 +5,8 @@
     python scripts/dev.py test [pytest arguments...]
 
 `run` migrates, seeds the demo, then runs the web server (daphne: HTTP and
-websockets), a GPU worker (bound to COMFYUI_URL), a CPU worker and the job
-reconciler until Ctrl-C, which stops them all.
+websockets), a GPU worker (bound to COMFYUI_URL), a CPU worker, the job
+reconciler and the scheduler until Ctrl-C, which stops them all.
 Without REDIS_URL both commands start a private redis-server and stop it at the end.
 """
 
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 [PYTHON, "manage.py", "rqworker", "cpu", "default", "--with-scheduler"], cwd=ROOT
             ),
             "reconciler": subprocess.Popen([PYTHON, "manage.py", "reconcile_jobs"], cwd=ROOT),  # noqa: S603
+            "scheduler": subprocess.Popen([PYTHON, "manage.py", "run_scheduler"], cwd=ROOT),  # noqa: S603
         }
         print(f"MCN OS is starting on http://{args.host}:{args.port}/ (Ctrl-C stops everything)", flush=True)
         stopping = False

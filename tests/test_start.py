@@ -116,7 +116,11 @@ def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctr
         assert queues == [("cpu", "default"), ("gpu-vip", "gpu")]
         redis_port = connection.connection_pool.connection_kwargs["port"]
 
+        # The scheduler ticks beside them.
+        assert "Scheduler running" in started.output()
+
         assert started.interrupt() == 0, started.output()
+        assert "Scheduler stopped." in started.output(), "the scheduler did not finish cleanly on Ctrl-C"
         assert not _port_open(port), "the web server outlived Ctrl-C"
         assert not _port_open(redis_port), "the embedded Redis outlived Ctrl-C"
     finally:

@@ -92,3 +92,11 @@ class ReadOnlyAdmin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyInline(ReadOnlyAdmin, admin.TabularInline):
+    """A trail shown under its owner's form (job outputs, post events, schedule runs): never edited."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False

@@ -1,12 +1,16 @@
 """The schedule admin: per-artist visibility and the friendly editing of weekdays, times and month days."""
 
+import zoneinfo
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from mcn_site.lib import roles
-from schedules.models import Schedule
+from schedules.models import Schedule, ScheduleRun
 from tests.admin import error_text, form_data, login
-from tests.factories import make_artist, make_schedule, make_user
+from tests.factories import make_artist, make_post, make_schedule, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +186,65 @@ def test_an_unknown_time_zone_shows_the_error(producer, artist):
     response = client.post(ADD, data)
     assert response.status_code == 200
     assert "is not an IANA time zone" in response.context["adminform"].form.errors["timezone"][0]
+
+
+# --- when it fires next, and what it did -------------------------------------------------
+
+
+def test_a_schedule_saved_in_the_admin_shows_its_next_slot_in_its_own_zone(producer, artist):
+    client = login(producer)
+    data = _new_schedule_data(client, artist, weekdays=["monday", "thursday"], times="09:30", timezone="Asia/Shanghai")
+    assert client.post(ADD, data).status_code == 302
+    schedule = Schedule.objects.get(title="Morning news")
+    local = schedule.next_slot_at.astimezone(zoneinfo.ZoneInfo("Asia/Shanghai"))
+    assert local.strftime("%a %H:%M") in {"Mon 09:30", "Thu 09:30"}
+    assert timezone.now() < schedule.next_slot_at <= timezone.now() + timedelta(days=4)
+
+    listing = client.get(CHANGELIST).content.decode()
+    assert f"{local:%a %Y-%m-%d %H:%M} (Asia/Shanghai)" in listing
+
+
+def test_changing_the_times_in_the_admin_moves_the_next_slot(producer, artist):
+    client = login(producer)
+    schedule = make_schedule(artist=artist, weekdays=["monday"], times=["09:00"], timezone="Europe/Berlin")
+    data = form_data(client.get(change_url(schedule)))
+    data.update(weekdays=["tuesday"], times="18:45")
+    assert client.post(change_url(schedule), data).status_code == 302
+    schedule.refresh_from_db()
+    local = schedule.next_slot_at.astimezone(zoneinfo.ZoneInfo("Europe/Berlin"))
+    assert local.strftime("%a %H:%M") == "Tue 18:45"
+
+
+def test_a_paused_schedule_has_no_next_slot(producer, artist):
+    client = login(producer)
+    schedule = make_schedule(artist=artist)
+    data = form_data(client.get(change_url(schedule)))
+    data.pop("active")
+    assert client.post(change_url(schedule), data).status_code == 302
+    schedule.refresh_from_db()
+    assert schedule.next_slot_at is None
+    assert "paused" in client.get(CHANGELIST).content.decode()
+
+
+def test_the_schedule_page_lists_its_runs_with_links_to_their_posts(producer, artist):
+    schedule = make_schedule(artist=artist, title_template="{artist} news {date}")
+    post = make_post(artist=artist, title="Made by the scheduler")
+    schedule.runs.create(slot_at=timezone.now(), outcome=ScheduleRun.Outcome.CREATED, post=post)
+    schedule.runs.create(
+        slot_at=timezone.now() - timedelta(days=1), outcome=ScheduleRun.Outcome.MISSED, detail="Scheduler was down."
+    )
+    body = login(producer).get(change_url(schedule)).content.decode()
+    assert "Made by the scheduler" in body and f"/posts/{post.pk}/" in body
+    assert "Missed (scheduler was down)" in body and "Scheduler was down." in body
+
+
+def test_schedule_runs_of_a_foreign_artist_are_not_listed(producer, artist):
+    mine = make_schedule(artist=artist, title="Mine")
+    theirs = make_schedule(artist=make_artist(stage_name="Foreign Fei"), title="Theirs")
+    for schedule in (mine, theirs):
+        schedule.runs.create(slot_at=timezone.now(), outcome=ScheduleRun.Outcome.SKIPPED)
+    client = login(producer)
+    response = client.get(reverse("admin:schedules_schedulerun_changelist"))
+    assert [run.schedule for run in response.context["cl"].result_list] == [mine]
+    foreign = theirs.runs.get()
+    assert client.get(reverse("admin:schedules_schedulerun_change", args=[foreign.pk])).status_code == 404

@@ -32,6 +32,7 @@ from mcn_site.lib.env import env_str
 from posts.models import Post, Shot, ShotKind
 from posts.services import StoryboardChange, post_create, post_submit_for_review, storyboard_apply
 from schedules.models import Schedule
+from schedules.services import schedule_save
 
 DEFAULT_PASSWORD = "mcn-demo-2026"  # noqa: S105 - a documented password for a local demo, see the help text
 DEFAULT_URL = "http://127.0.0.1:8000/admin/"
@@ -177,6 +178,7 @@ SCHEDULES = [
         "period": Schedule.Period.WEEKLY,
         "weekdays": ["monday", "wednesday", "friday"],
         "times": ["09:00", "18:30"],
+        "brief": "今天市场最值得普通投资者关注的一件事，30 秒讲清影响和一个风险。",
     },
     {
         "artist": "kai-nova",
@@ -184,6 +186,7 @@ SCHEDULES = [
         "period": Schedule.Period.MONTHLY,
         "month_days": [1, 15],
         "times": ["12:00"],
+        "brief": "过去两周最重要的三条科技新闻，每条一句话讲清它对普通用户意味着什么。",
     },
 ]
 
@@ -695,10 +698,9 @@ class DemoSeeder:
             month_days=spec.get("month_days", []),
             times=spec["times"],
             timezone="Asia/Shanghai",
+            brief=spec.get("brief", ""),
         )
-        schedule.full_clean()
-        schedule.save()
-        return schedule
+        return schedule_save(schedule=schedule)
 
     def post(self, spec: dict, *, artist: Artist, wardrobes: dict, sources: dict, actor) -> Post:
         post = Post.objects.filter(artist=artist, title=spec["title"]).first()
