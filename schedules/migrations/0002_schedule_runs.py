@@ -5,70 +5,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('artists', '0001_initial'),
-        ('posts', '0007_default_prompts'),
-        ('schedules', '0001_initial'),
+        ("artists", "0001_initial"),
+        ("posts", "0007_default_prompts"),
+        ("schedules", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ScheduleRun',
+            name="ScheduleRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slot_at', models.DateTimeField()),
-                ('outcome', models.CharField(choices=[('created', 'Post created'), ('missed', 'Missed (scheduler was down)'), ('skipped', 'Skipped'), ('failed', 'Failed')], max_length=20)),
-                ('detail', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slot_at", models.DateTimeField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("created", "Post created"),
+                            ("missed", "Missed (scheduler was down)"),
+                            ("skipped", "Skipped"),
+                            ("failed", "Failed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("detail", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-slot_at', '-id'],
+                "ordering": ["-slot_at", "-id"],
             },
         ),
         migrations.RemoveIndex(
-            model_name='schedule',
-            name='schedule_active_kind_idx',
+            model_name="schedule",
+            name="schedule_active_kind_idx",
         ),
         migrations.AddField(
-            model_name='schedule',
-            name='brief',
-            field=models.TextField(blank=True, help_text='What its posts are about; the director writes from this.'),
+            model_name="schedule",
+            name="brief",
+            field=models.TextField(blank=True, help_text="What its posts are about; the director writes from this."),
         ),
         migrations.AddField(
-            model_name='schedule',
-            name='next_slot_at',
+            model_name="schedule",
+            name="next_slot_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='schedule',
-            name='title_template',
-            field=models.CharField(default='{artist} · {date}', help_text="Title of each post it makes. Fills in {artist}, {schedule}, {date}, {time} and {weekday} (the slot's, in the schedule's time zone).", max_length=200),
+            model_name="schedule",
+            name="title_template",
+            field=models.CharField(
+                default="{artist} · {date}",
+                help_text="Title of each post it makes. Fills in {artist}, {schedule}, {date}, {time} and {weekday} (the slot's, in the schedule's time zone).",
+                max_length=200,
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(fields=['active', 'next_slot_at'], name='schedule_due_idx'),
+            model_name="schedule",
+            index=models.Index(fields=["active", "next_slot_at"], name="schedule_due_idx"),
         ),
         migrations.AddField(
-            model_name='schedulerun',
-            name='post',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='posts.post'),
+            model_name="schedulerun",
+            name="post",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="posts.post"
+            ),
         ),
         migrations.AddField(
-            model_name='schedulerun',
-            name='schedule',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='schedules.schedule'),
+            model_name="schedulerun",
+            name="schedule",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="schedules.schedule"
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedulerun',
-            index=models.Index(fields=['slot_at'], name='schedule_run_slot_idx'),
+            model_name="schedulerun",
+            index=models.Index(fields=["slot_at"], name="schedule_run_slot_idx"),
         ),
         migrations.AddConstraint(
-            model_name='schedulerun',
-            constraint=models.UniqueConstraint(fields=('schedule', 'slot_at'), name='schedule_run_once_per_slot'),
+            model_name="schedulerun",
+            constraint=models.UniqueConstraint(fields=("schedule", "slot_at"), name="schedule_run_once_per_slot"),
         ),
         migrations.AddConstraint(
-            model_name='schedulerun',
-            constraint=models.CheckConstraint(condition=models.Q(('outcome__in', ['created', 'missed', 'skipped', 'failed'])), name='schedule_run_outcome_valid'),
+            model_name="schedulerun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("outcome__in", ["created", "missed", "skipped", "failed"])),
+                name="schedule_run_outcome_valid",
+            ),
         ),
     ]

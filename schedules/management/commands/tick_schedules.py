@@ -15,7 +15,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--now", help="tick as if it were this ISO 8601 time, e.g. 2026-03-08T09:30:00+08:00")
-        parser.add_argument("--grace", type=int, help="minutes a late slot still fires (default MCN_SCHEDULE_GRACE_MINUTES)")
+        parser.add_argument(
+            "--grace", type=int, help="minutes a late slot still fires (default MCN_SCHEDULE_GRACE_MINUTES)"
+        )
 
     def handle(self, *args, now: str | None, grace: int | None, **options):
         when = timezone.now()
