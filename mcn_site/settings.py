@@ -125,6 +125,17 @@ FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
 FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)
 FACTORY_PREFLIGHT_CACHE_SECONDS = env_int("FACTORY_PREFLIGHT_CACHE_SECONDS", 300, minimum=0)
 
+# --- Voice: a CosyVoice FastAPI server (runtime/python/fastapi/server.py). None: silent animatics.
+COSYVOICE_URL = env_str("COSYVOICE_URL", "")
+# The model's real output rate: the server streams bare PCM. 24000 for CosyVoice 2/3, 22050 for v1.
+COSYVOICE_SAMPLE_RATE = env_int("COSYVOICE_SAMPLE_RATE", 24000, minimum=8000)
+COSYVOICE_TIMEOUT = env_int("COSYVOICE_TIMEOUT", 120, minimum=1)  # seconds one synthesis may take
+
+# --- Render (ffmpeg assembly on the CPU queue)
+FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")  # empty: the imageio-ffmpeg binary, else ffmpeg on PATH
+MCN_FONT_FILE = env_str("MCN_FONT_FILE", "")  # CJK-capable font for captions and title cards; empty: found
+MCN_MUSIC_VOLUME = env_int("MCN_MUSIC_VOLUME_PERCENT", 25, minimum=0) / 100  # background music level
+
 # --- Director (LLM): any OpenAI-compatible chat-completions endpoint. No key: the offline rule-based director.
 LLM_BASE_URL = env_str("LLM_BASE_URL", "https://api.deepseek.com/v1")
 LLM_MODEL = env_str("LLM_MODEL", "deepseek-chat")

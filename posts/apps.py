@@ -10,5 +10,5 @@ class PostsConfig(AppConfig):
         from posts.director import jobs  # noqa: F401 - registers the director as the factory's llm runner
         from posts.pipeline import on_job_changed
 
-        # Factory jobs made for shots (subject post.<id>/shot.<id>) update the shot and the page.
+        # Factory jobs made for a post (post.<id>/...) update its shots, its status and its page.
         job_changed.connect(on_job_changed, dispatch_uid="posts.pipeline.on_job_changed")

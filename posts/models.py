@@ -8,7 +8,22 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from mcn_site.lib.media import validate_image_or_video
+from mcn_site.lib.media import audio_duration, validate_image_or_video
+
+
+def validate_music(file) -> None:
+    """Background music: a WAV or MP3 that can be read (any length: it loops or is cut)."""
+    audio_duration(file)
+
+
+class AspectRatio(models.TextChoices):
+    PORTRAIT = "9:16", "9:16 portrait (1080x1920)"
+    LANDSCAPE = "16:9", "16:9 landscape (1920x1080)"
+    SQUARE = "1:1", "1:1 square (1080x1080)"
+
+
+# Output size per aspect ratio: the render's frame and the ComfyUI job's WIDTH/HEIGHT.
+ASPECT_SIZES = {AspectRatio.PORTRAIT: (1080, 1920), AspectRatio.LANDSCAPE: (1920, 1080), AspectRatio.SQUARE: (1080, 1080)}
 
 
 class PostStatus(models.TextChoices):
@@ -63,7 +78,18 @@ class Post(models.Model):
     )
     status = models.CharField(max_length=20, choices=PostStatus.choices, default=PostStatus.DRAFT)
     feedback = models.TextField(blank=True, help_text="The reviewer's notes from the last rejection.")
-    final_video = models.FileField(upload_to="posts/final/", blank=True)
+    aspect_ratio = models.CharField(max_length=5, choices=AspectRatio.choices, default=AspectRatio.PORTRAIT)
+    music = models.FileField(
+        upload_to="posts/music/",
+        blank=True,
+        validators=[validate_music],
+        help_text="Optional background music (WAV or MP3), mixed low and ducked under the voice.",
+    )
+    final_video = models.FileField(upload_to="posts/final/", blank=True, editable=False)
+    render_job = models.ForeignKey(
+        "factory.Job", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    failure = models.TextField(blank=True, editable=False, help_text="Why production failed: which shot, and what.")
     # Optimistic concurrency: every write bumps it, a write based on an older one is refused.
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -165,6 +191,15 @@ class Shot(models.Model):
         help_text="An image or video that replaces AI generation for this shot.",
     )
     generated_asset = models.FileField(upload_to="shots/generated/", blank=True, editable=False)
+    # Content keys: the hash of the inputs the stored picture/voice were made from. Production
+    # makes a shot again only when its key changes (posts.pipeline.picture_key / voice_key).
+    picture_key = models.CharField(max_length=64, blank=True, editable=False)
+    voice_asset = models.FileField(upload_to="shots/voice/", blank=True, editable=False)
+    voice_key = models.CharField(max_length=64, blank=True, editable=False)
+    voice_job = models.ForeignKey(
+        "factory.Job", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    error = models.TextField(blank=True, editable=False, help_text="Why producing this shot failed.")
     job = models.ForeignKey(
         "factory.Job",
         on_delete=models.SET_NULL,

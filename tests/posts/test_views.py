@@ -374,7 +374,7 @@ def test_a_member_queues_a_shots_picture(post, member, django_capture_on_commit_
     assert produced["status"] == ShotStatus.PRODUCING
     assert produced["job"]["id"] == job.pk
     assert produced["job"]["status"] == JobStatus.QUEUED
-    assert job.subject == f"post.{post.pk}/shot.{shot.pk}"
+    assert job.subject.startswith(f"post.{post.pk}/shot.{shot.pk}/picture@")
     assert callbacks  # ring, announce and the post.changed push wait for the commit
     # Queuing a picture is not an edit of the storyboard: it does not take the editors' version.
     assert state["post"]["version"] == 1
