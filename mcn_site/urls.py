@@ -39,6 +39,7 @@ urlpatterns = [
     path("admin/rq/", include((rq_dashboard, "django_rq"))),
     path("admin/", admin.site.urls),
     path("posts/", include("posts.urls")),
+    path("schedules/", include("schedules.urls")),
     path("healthz", views.healthz, name="healthz"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),
 ]

@@ -73,7 +73,11 @@ def schedule_tick(*, now: datetime | None = None, grace: timedelta | None = None
     now = now or timezone.now()
     grace = settings.MCN_SCHEDULE_GRACE if grace is None else grace
     result = TickResult()
-    for schedule_id in list(Schedule.objects.due(now=now).values_list("pk", flat=True)):
+    # A one-off without a cursor has no slot left (fired, or older than MISSED_LOOKBACK: schedule_save
+    # always gives a pending one its trigger time). Left "due", it would cost every tick a locked read
+    # forever. A routine schedule always has a next slot: without a cursor it was never computed.
+    due = Schedule.objects.due(now=now).exclude(kind=Schedule.Kind.ONE_OFF, next_slot_at__isnull=True)
+    for schedule_id in list(due.values_list("pk", flat=True)):
         _handle_due(schedule_id=schedule_id, now=now, grace=grace, result=result)
     return result
 
@@ -153,9 +157,9 @@ def _make_post(*, schedule: Schedule, slot: datetime):
     )[:200]
     sources = _sources(schedule)
     # Rotate through the sources, one per post, so a daily schedule does not read the same feed forever.
-    source = (
-        sources[schedule.runs.filter(outcome=ScheduleRun.Outcome.CREATED).count() % len(sources)] if sources else None
-    )
+    # Counting the posts of earlier slots only: stable if this slot is handled again after a crash.
+    made = schedule.runs.filter(outcome=ScheduleRun.Outcome.CREATED, slot_at__lt=slot).count()
+    source = sources[made % len(sources)] if sources else None
     brief = schedule.brief.strip()
     if source is not None:
         focus = f"\nFocus: {source.instruction}" if source.instruction.strip() else ""

@@ -56,13 +56,15 @@ def slots_between(schedule: Schedule, start: datetime, end: datetime) -> Iterato
 
 def next_slot(schedule: Schedule, after: datetime) -> datetime | None:
     """The first slot strictly after `after`, or None when the schedule has no more (a past one-off)."""
+    if schedule.kind == Schedule.Kind.ONE_OFF:
+        # Its one slot may lie any distance ahead, beyond the search windows below.
+        trigger = schedule.trigger_at
+        return trigger.astimezone(UTC) if trigger is not None and trigger > after else None
     start = after
     for _ in range(_SEARCH_WINDOWS):
         end = start + _SEARCH_WINDOW
         for slot in slots_between(schedule, start, end):
             return slot
-        if schedule.kind == Schedule.Kind.ONE_OFF:
-            return None
         start = end
     return None
 

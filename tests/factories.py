@@ -271,3 +271,15 @@ def make_shot_workflow(*, kind: str = ShotKind.A_ROLL, workflow: dict | None = N
         name=extra.pop("template_name", f"shot-{next(_seq)}"), workflow=copy.deepcopy(workflow or SHOT_WORKFLOW)
     )
     return ShotWorkflow.objects.create(kind=kind, template_name=template.name, **extra)
+
+
+# --- schedules (runs the scheduler leaves) -------------------------------------------------
+
+
+def make_schedule_run(*, schedule, slot_at, **extra):
+    """A ScheduleRun row as the scheduler leaves it ("created", with no post, unless told otherwise)."""
+    from schedules.models import ScheduleRun
+
+    return ScheduleRun.objects.create(
+        **{"schedule": schedule, "slot_at": slot_at, "outcome": ScheduleRun.Outcome.CREATED, **extra}
+    )

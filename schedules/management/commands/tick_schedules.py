@@ -22,7 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args, now: str | None, grace: int | None, **options):
         when = timezone.now()
         if now:
-            when = parse_datetime(now)
+            try:
+                when = parse_datetime(now)
+            except ValueError:  # well formed but impossible, e.g. 30 February
+                when = None
             if when is None:
                 raise CommandError(f"--now {now!r} is not an ISO 8601 date and time such as 2026-03-08T09:30:00+08:00.")
             if timezone.is_naive(when):
