@@ -7,4 +7,5 @@ class FactoryConfig(AppConfig):
     verbose_name = "Factory"
 
     def ready(self) -> None:
-        from factory import checks  # noqa: F401 - registers the system checks
+        # Imported for what they register: the system checks, and the runner of tts jobs (CosyVoice).
+        from factory import checks, tts  # noqa: F401

@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 
 from tests.fakes.comfyui import FakeComfyUI
+from tests.fakes.cosyvoice import running_cosyvoice
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -41,6 +42,12 @@ def fake_comfyui():
 
 
 @pytest.fixture
+def fake_cosyvoice():
+    with running_cosyvoice() as fake:
+        yield fake
+
+
+@pytest.fixture
 def rq_clean():
     """Empty queues for the test (the queues live in the test's Redis database)."""
     django_rq.get_connection("default").flushdb()
@@ -58,7 +65,7 @@ def database_url_for_subprocess() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None):
+    def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None, cpu: bool = False):
         from django.conf import settings
 
         self.name = name
@@ -74,8 +81,14 @@ class WorkerProcess:
             **(env or {}),
         }
         self.lines: list[str] = []
+        # A GPU worker bound to one ComfyUI, or the CPU worker (tts, render, llm) as `make run` starts it.
+        argv = (
+            ["rqworker", "cpu", "--name", name]
+            if cpu
+            else ["run_gpu_worker", "--comfyui-url", comfyui_url, "--name", name]
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_gpu_worker", "--comfyui-url", comfyui_url, "--name", name],
+            [sys.executable, "manage.py", *argv],
             cwd=ROOT,
             env=environ,
             stdout=subprocess.PIPE,
@@ -109,15 +122,21 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(settings, rq_clean):
-    """start_worker(comfyui_url, name=..., env=...) -> a running GPU worker subprocess, stopped after the test."""
+    """start_worker(comfyui_url, name=..., env=...) -> a running GPU worker subprocess, stopped after the test.
+
+    start_worker(cpu=True, env=...) starts the CPU worker instead (`rqworker cpu`).
+    """
     started: list[WorkerProcess] = []
 
-    def start(comfyui_url: str, *, name: str | None = None, env: dict | None = None) -> WorkerProcess:
+    def start(
+        comfyui_url: str = "", *, name: str | None = None, env: dict | None = None, cpu: bool = False
+    ) -> WorkerProcess:
         worker = WorkerProcess(
             comfyui_url=comfyui_url,
-            name=name or f"gpu-test-{len(started) + 1}",
+            name=name or f"{'cpu' if cpu else 'gpu'}-test-{len(started) + 1}",
             media_root=Path(settings.MEDIA_ROOT),
             env=env,
+            cpu=cpu,
         )
         started.append(worker)
         return worker
