@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.core.exceptions import SuspiciousFileOperation
+from django.http import Http404, HttpResponse, JsonResponse
+from django.utils._os import safe_join
 from django.views.static import serve
 
 
@@ -15,7 +17,16 @@ def healthz(request):
 def media(request, path: str):
     """Uploaded media for signed-in staff only: face anchors and drafts are not public.
 
-    Served by Django for a single-host install; a larger deployment points
-    MEDIA_URL at object storage with signed URLs instead.
+    Django checks the login either way. With MEDIA_ACCEL_REDIRECT set, the web server sends the
+    bytes (nginx `internal` location, see docs/deploy.md); otherwise Django does (development).
     """
+    if settings.MEDIA_ACCEL_REDIRECT:
+        try:
+            safe_join(str(settings.MEDIA_ROOT), path)  # no ../ out of the media folder
+        except SuspiciousFileOperation:
+            raise Http404("No such file.") from None
+        response = HttpResponse()
+        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + path.lstrip("/")
+        del response["Content-Type"]  # nginx sets it from the file
+        return response
     return serve(request, path, document_root=settings.MEDIA_ROOT)

@@ -20,7 +20,7 @@ from mcn_site.lib.admin import (
 )
 from mcn_site.lib.forms import AdminModelForm
 from mcn_site.lib.roles import can_review
-from posts import services
+from posts import pipeline, services
 from posts.director.prompts import VARIABLES
 from posts.models import Post, PostEvent, PostStatus, PromptTemplate, Shot, ShotWorkflow
 from posts.selectors import post_events_visible_to, posts_visible_to
@@ -143,7 +143,10 @@ class PostEventInline(ReadOnlyInline):
 class PostForm(AdminModelForm):
     class Meta:
         model = Post
-        fields = ["title", "artist", "wardrobe", "brief", "source_content", "created_from_source", "version"]
+        fields = [
+            "title", "artist", "wardrobe", "brief", "source_content", "created_from_source",
+            "aspect_ratio", "music", "version",
+        ]  # fmt: skip
         widgets = {"version": forms.HiddenInput}
 
     def __init__(self, *args, **kwargs):
@@ -185,6 +188,7 @@ META_FIELDS = [
     "status_label",
     "feedback",
     "final_video",
+    "failure",
     "created_from_schedule",
     "updated_by",
     "updated_at",
@@ -221,9 +225,10 @@ class PostAdmin(ScopedAdmin):
     fieldsets = [
         ("🛠️ Config", {"fields": ["title", "artist", "wardrobe", "created_from_source", "version"]}),
         ("Brief", {"fields": ["brief", "source_content"]}),
+        ("🎬 Production", {"fields": ["aspect_ratio", "music"]}),
         ("📊 Meta", {"fields": META_FIELDS}),
     ]
-    actions = ["submit_for_review", "approve", "reject", "back_to_draft"]
+    actions = ["submit_for_review", "approve", "reject", "produce", "back_to_draft"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_shots=Count("shots"))
@@ -317,9 +322,20 @@ class PostAdmin(ScopedAdmin):
             lambda p: services.post_submit_for_review(post_id=p.pk, actor=request.user),
         )
 
-    @admin.action(description="Approve", permissions=["review"])
+    @admin.action(description="Approve (and produce)", permissions=["review"])
     def approve(self, request, queryset):
-        self._apply(request, queryset, "Approved", lambda p: services.post_approve(post_id=p.pk, actor=request.user))
+        self._apply(
+            request,
+            queryset,
+            "Approved, in production",
+            lambda p: pipeline.post_approve(post_id=p.pk, actor=request.user),
+        )
+
+    @admin.action(description="Produce again (retry a failed render)", permissions=["change"])
+    def produce(self, request, queryset):
+        self._apply(
+            request, queryset, "In production", lambda p: pipeline.post_produce(post_id=p.pk, actor=request.user)
+        )
 
     @admin.action(description="Reject with feedback…", permissions=["review"])
     def reject(self, request, queryset):

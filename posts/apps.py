@@ -7,6 +7,7 @@ class PostsConfig(AppConfig):
 
     def ready(self) -> None:
         from factory.signals import job_changed
+        from posts import assembly  # noqa: F401 - registers the render job (kind render)
         from posts.director import jobs  # noqa: F401 - registers the director as the factory's llm runner
         from posts.pipeline import on_job_changed
 

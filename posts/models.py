@@ -23,7 +23,11 @@ class AspectRatio(models.TextChoices):
 
 
 # Output size per aspect ratio: the render's frame and the ComfyUI job's WIDTH/HEIGHT.
-ASPECT_SIZES = {AspectRatio.PORTRAIT: (1080, 1920), AspectRatio.LANDSCAPE: (1920, 1080), AspectRatio.SQUARE: (1080, 1080)}
+ASPECT_SIZES = {
+    AspectRatio.PORTRAIT: (1080, 1920),
+    AspectRatio.LANDSCAPE: (1920, 1080),
+    AspectRatio.SQUARE: (1080, 1080),
+}
 
 
 class PostStatus(models.TextChoices):

@@ -41,6 +41,9 @@ SHOT_SUBJECT_RE = re.compile(r"^post\.(\d+)/shot\.(\d+)/(picture|voice)@([0-9a-f
 STORYBOARD_RE = re.compile(r"^post\.(\d+)/storyboard$")
 RENDER_RE = re.compile(r"^post\.(\d+)/render$")
 UNFINISHED = [JobStatus.QUEUED, JobStatus.RUNNING]
+SETTLED_FIELDS = [
+    *("voice_asset", "voice_key", "duration_seconds", "generated_asset", "picture_key", "error", "status", "updated_at")
+]
 # A voice the TTS server returns longer than a shot may be (60 s) is cut there by the render.
 MAX_SHOT_SECONDS = Decimal("60")
 
@@ -231,7 +234,7 @@ def _enqueue_render(post: Post, actor) -> Job:
 def _fail(post_id: int, reason: str) -> None:
     """Fail a post in production with the reason a producer reads (which shot, and what)."""
     services.post_transition(post_id=post_id, to_status=PostStatus.FAILED, actor=None, note=reason)
-    Post.objects.filter(pk=post.pk).update(failure=reason)
+    Post.objects.filter(pk=post_id).update(failure=reason)
 
 
 # --------------------------------------------------------------------------- the factory's news
@@ -269,7 +272,13 @@ def on_job_changed(sender, *, job_id, subject, status, event, progress, error, *
         _render_finished(post_id=post_id, job_id=job_id, status=status, error=error)
     else:
         _shot_job_finished(
-            post_id=post_id, shot_id=shot_id, what=shot.group(3), key=shot.group(4), job_id=job_id, status=status, error=error
+            post_id=post_id,
+            shot_id=shot_id,
+            what=shot.group(3),
+            key=shot.group(4),
+            job_id=job_id,
+            status=status,
+            error=error,
         )
 
 
@@ -283,7 +292,10 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
     # Lock the post first: two shots finishing at once must not both think they were the last.
     post = Post.objects.select_for_update(of=("self",)).filter(pk=post_id).first()
     shot = (
-        Shot.objects.select_for_update(of=("self",)).select_related("job", "voice_job").filter(pk=shot_id, post_id=post_id).first()
+        Shot.objects.select_for_update(of=("self",))
+        .select_related("job", "voice_job")
+        .filter(pk=shot_id, post_id=post_id)
+        .first()
     )
     if post is None or shot is None:
         return
@@ -306,11 +318,7 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
         problem = f"Shot {shot.position}: {label} failed: {message}"
         shot.error = problem
     shot.status = ShotStatus.FAILED if shot.error else (ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY)
-    shot.save(
-        update_fields=[
-            "voice_asset", "voice_key", "duration_seconds", "generated_asset", "picture_key", "error", "status", "updated_at"
-        ]
-    )  # fmt: skip
+    shot.save(update_fields=SETTLED_FIELDS)
     services._record(
         post=post,
         kind=PostEvent.Kind.STORYBOARD,

@@ -21,7 +21,7 @@ def post_events_visible_to(*, user) -> QuerySet[PostEvent]:
 
 def post_for_page(*, user, post_id: int):
     """The post a page or endpoint works on, or None when it does not exist for this user (a 404)."""
-    return posts_visible_to(user=user).select_related("artist", "wardrobe", "updated_by").filter(pk=post_id).first()
+    return posts_visible_to(user=user).select_related("artist", "wardrobe", "updated_by", "render_job").filter(pk=post_id).first()
 
 
 def _asset(file) -> dict | None:
@@ -34,7 +34,7 @@ def _asset(file) -> dict | None:
 
 def storyboard_state(*, post, user) -> dict:
     """Everything the storyboard page shows, as plain JSON: the page re-reads it on every (re)connect."""
-    shots = list(post.shots.select_related("job").order_by("position"))
+    shots = list(post.shots.select_related("job", "voice_job").order_by("position"))
     actions = []
     for target in sorted(ALLOWED_TRANSITIONS[post.status]):
         label = ACTION_LABELS.get((post.status, target))
@@ -62,6 +62,9 @@ def storyboard_state(*, post, user) -> dict:
             },
             "wardrobe": {"id": post.wardrobe_id, "name": post.wardrobe.name} if post.wardrobe_id else None,
             "final_video": _asset(post.final_video),
+            "aspect_ratio": post.aspect_ratio,
+            "failure": post.failure,
+            "render_job": _job(post.render_job) if post.render_job_id else None,
             "updated_by": post.updated_by.get_username() if post.updated_by else "",
             "updated_at": post.updated_at.isoformat(),
         },
@@ -80,6 +83,9 @@ def storyboard_state(*, post, user) -> dict:
                 "manual_asset": _asset(shot.manual_asset),
                 "generated_asset": _asset(shot.generated_asset),
                 "job": _job(shot.job) if shot.job_id else None,
+                "voice": {"url": shot.voice_asset.url} if shot.voice_asset else None,
+                "voice_job": _job(shot.voice_job) if shot.voice_job_id else None,
+                "error": shot.error,
             }
             for shot in shots
         ],

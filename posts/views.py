@@ -222,6 +222,12 @@ def post_action(request, post, action: str):
         storyboard_generate(post_id=post.pk, actor=request.user, feedback=str(data.get("feedback", "")))
     elif action == PostStatus.REVIEW:
         services.post_submit_for_review(post_id=post.pk, actor=request.user, expected_version=version)
+    elif action == PostStatus.APPROVED:
+        pipeline.post_approve(
+            post_id=post.pk, actor=request.user, note=str(data.get("note", "")), expected_version=version
+        )
+    elif action == PostStatus.RENDERING:
+        pipeline.post_produce(post_id=post.pk, actor=request.user, expected_version=version)
     elif action == PostStatus.REJECTED:
         services.post_reject(
             post_id=post.pk, actor=request.user, feedback=str(data.get("feedback", "")), expected_version=version

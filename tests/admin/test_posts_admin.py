@@ -384,11 +384,13 @@ def test_a_reviewer_approves_a_post_in_review(reviewer):
     response = _action(login(reviewer), "approve", [post])
     assert response.status_code == 302
     post.refresh_from_db()
-    assert post.status == PostStatus.APPROVED
+    # Approval starts production at once: the post is rendering (here an animatic: no voice, no GPU).
+    assert post.status == PostStatus.RENDERING
     assert post.events.filter(
         kind=PostEvent.Kind.STATUS, actor=reviewer, from_status=PostStatus.REVIEW, to_status=PostStatus.APPROVED
     ).exists()
-    assert any("Approved: 1 post" in m for m in messages_of(response))
+    assert post.render_job is not None
+    assert any("Approved, in production: 1 post" in m for m in messages_of(response))
 
 
 def test_approving_a_draft_reports_the_refusal_and_changes_nothing(reviewer):

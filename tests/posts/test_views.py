@@ -576,9 +576,11 @@ def test_a_reviewer_approves(post_in_review, reviewer):
 
     assert response.status_code == 200
     state = response.json()
-    assert (state["post"]["status"], state["post"]["version"], state["post"]["updated_by"]) == ("approved", 2, "rita")
-    event = post_in_review.events.get()
-    assert (event.from_status, event.to_status, event.note) == ("review", "approved", "Lovely.")
+    # Approved, and straight into production (approved -> rendering): two status moves, version 3.
+    assert (state["post"]["status"], state["post"]["version"], state["post"]["updated_by"]) == ("rendering", 3, "rita")
+    assert state["post"]["render_job"]["status"] == "queued"  # nothing to make first: an animatic
+    moves = [(e.from_status, e.to_status, e.note) for e in post_in_review.events.filter(kind="status")]
+    assert moves == [("review", "approved", "Lovely."), ("approved", "rendering", "")]
 
 
 def test_rejecting_without_feedback_is_refused(post_in_review, reviewer):

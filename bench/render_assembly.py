@@ -1,0 +1,223 @@
+"""B7: what factory.render.assemble() costs on top of the ffmpeg encode it runs.
+
+Builds a 60 s 1080x1920 30 fps edit from 12 shots (stills with Ken Burns and short generated video
+clips, held or trimmed), a voice WAV per shot, Chinese captions and a music bed. Then, interleaved and
+repeated, times:
+- baseline: the very argv `command_for()` gives, run raw with subprocess (captions files made beforehand);
+- ours: `assemble()`: checks the inputs, writes the captions and font link, runs the same encode,
+  parses -progress, polls a cancel callback, and renames the result into place.
+
+    .venv/bin/python bench/render_assembly.py [--repeats 3] [--seconds 60] [--shots 12] [--smoke] [--write-docs]
+
+--smoke: 2 s at 320x568, one repeat (CI keeps it running; no time is asserted).
+--write-docs: also put the table in docs/benchmarks.md, between the B7 markers.
+"""
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcn_site.settings")
+django.setup()
+
+from PIL import Image, ImageDraw  # noqa: E402
+
+from factory import render  # noqa: E402
+from factory.render import Caption, Clip, Edit, assemble, command_for, ffmpeg_binary, write_captions  # noqa: E402
+from mcn_site.lib import fonts  # noqa: E402
+
+LINES = [
+    "大家好，欢迎回到我的频道",
+    "今天带你们看看这座城市的夜景",
+    "这是我最喜欢的一家小店",
+    "老板说这道菜已经做了三十年",
+    "我们先尝一口，真的很香",
+    "下一站，去江边散散步",
+]
+DOC_BEGIN, DOC_END = "<!-- B7:begin -->", "<!-- B7:end -->"
+
+
+def make_picture(path: Path, index: int, size: tuple[int, int]) -> Path:
+    """A picture with gradients and shapes: closer to a generated frame than a flat colour."""
+    width, height = size
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    for y in range(height):
+        shade = y / height
+        draw.line(
+            [(0, y), (width, y)], fill=(int(40 + 180 * shade), int(60 + 30 * index % 150), int(200 - 150 * shade))
+        )
+    for k in range(12):
+        x, y = (k * 97 + index * 53) % width, (k * 151 + index * 31) % height
+        radius = 30 + (k * 17) % 90
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=((k * 40) % 256, 200, (index * 60) % 256))
+    image.save(path)
+    return path
+
+
+def make_video(path: Path, seconds: float, size: str) -> Path:
+    pattern = f"testsrc2=s={size}:r=25:d={seconds}"
+    encode = ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"]
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [ffmpeg_binary(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", pattern, *encode, str(path)],
+        check=True,
+    )
+    return path
+
+
+def make_voice(path: Path, seconds: float, *, rate: int = 24_000, freq: float = 180.0) -> Path:
+    """A syllable-like tone: a carrier switched on and off four times a second, as speech is."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = bytearray()
+        for i in range(int(seconds * rate)):
+            t = i / rate
+            envelope = max(0.0, math.sin(2 * math.pi * 4 * t))
+            frames += struct.pack("<h", int(9000 * envelope * math.sin(2 * math.pi * freq * t)))
+        out.writeframes(bytes(frames))
+    return path
+
+
+def build_edit(work: Path, *, seconds: float, shots: int, width: int, height: int) -> Edit:
+    shot = seconds / shots
+    clips, captions = [], []
+    video_size = f"{max(width * 2 // 3 // 2 * 2, 64)}x{max(height * 2 // 3 // 2 * 2, 64)}"
+    for index in range(shots):
+        voice = make_voice(work / f"voice{index}.wav", shot * 0.85, freq=160 + 20 * index)
+        if index % 3 == 2:  # every third shot a generated video clip: some shorter than the shot, some longer
+            length = shot * (0.6 if index % 2 else 1.5)
+            path = make_video(work / f"shot{index}.mp4", round(length, 2), video_size)
+            clips.append(Clip(path, shot, False, voice))
+        else:
+            path = make_picture(work / f"shot{index}.png", index, (max(width, 64), max(height * 4 // 5, 64)))
+            clips.append(Clip(path, shot, True, voice))
+        start = index * shot
+        captions.append(Caption(start + 0.1 * shot, start + 0.95 * shot, LINES[index % len(LINES)]))
+    music = make_voice(work / "music.wav", min(10.0, seconds), rate=44_100, freq=110)
+    return Edit(clips=clips, output=work / "out.mp4", width=width, height=height, captions=captions, music=music)
+
+
+def run_baseline(edit: Edit, work: Path) -> float:
+    """The same encode as a raw subprocess: argv from command_for, captions written beforehand."""
+    raw_dir = work / "raw"
+    raw_dir.mkdir(exist_ok=True)
+    captions_file = write_captions(edit, raw_dir)
+    argv = command_for(
+        dataclasses.replace(edit, output=work / "baseline.mp4"),
+        captions_file=captions_file,
+        fonts_dir=raw_dir / "fonts",
+    )
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)  # noqa: S603
+    return time.perf_counter() - started
+
+
+def run_ours(edit: Edit, work: Path) -> float:
+    seen = []
+    started = time.perf_counter()
+    result = assemble(
+        dataclasses.replace(edit, output=work / "ours.mp4"), on_progress=seen.append, should_cancel=lambda: False
+    )
+    elapsed = time.perf_counter() - started
+    assert seen and seen[-1] == 1.0 and result.output.exists()
+    return elapsed
+
+
+def own_work_ms(edit: Edit, work: Path, runs: int = 20) -> float:
+    """Median milliseconds assemble() spends outside ffmpeg before it starts: noise-free, unlike the totals."""
+    spent = []
+    for run in range(runs):
+        folder = work / f"own{run}"
+        folder.mkdir()
+        started = time.perf_counter()
+        render._validate(edit)
+        captions_file = write_captions(edit, folder)
+        command_for(edit, captions_file=captions_file, fonts_dir=folder / "fonts")
+        spent.append((time.perf_counter() - started) * 1000)
+    return statistics.median(spent)
+
+
+def versions() -> str:
+    ffmpeg = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout  # noqa: S603
+    ffmpeg_version = ffmpeg.split("\n", 1)[0].split(" Copyright")[0]
+    return (
+        f"{platform.machine()}, {os.cpu_count()} vCPU, Python {platform.python_version()}, "
+        f"{ffmpeg_version} (imageio-ffmpeg), font {fonts.font_family(fonts.cjk_font())}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--shots", type=int, default=12)
+    parser.add_argument("--width", type=int, default=1080)
+    parser.add_argument("--height", type=int, default=1920)
+    parser.add_argument("--smoke", action="store_true", help="2 s at 320x568, one repeat")
+    parser.add_argument("--write-docs", action="store_true", help="put the table in docs/benchmarks.md")
+    args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.seconds, args.shots, args.width, args.height = 1, 2.0, 4, 320, 568
+
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
+        work = Path(tmp)
+        edit = build_edit(work, seconds=args.seconds, shots=args.shots, width=args.width, height=args.height)
+        times: dict[str, list[float]] = {"baseline": [], "ours": []}
+        for repeat in range(args.repeats):
+            # Alternate which goes first, so a machine that speeds up or slows down favours neither.
+            order = ["baseline", "ours"] if repeat % 2 == 0 else ["ours", "baseline"]
+            for name in order:
+                times[name].append(run_baseline(edit, work) if name == "baseline" else run_ours(edit, work))
+            print(f"repeat {repeat + 1}: baseline {times['baseline'][-1]:.2f} s, ours {times['ours'][-1]:.2f} s")
+        own = own_work_ms(edit, work)
+
+    base, ours = times["baseline"], times["ours"]
+    rows = [
+        "| what | runs | min s | median s | max s | ratio of medians | ratio of minimums |",
+        "|---|---|---|---|---|---|---|",
+        f"| raw ffmpeg, the same argv (baseline) | {len(base)} | {min(base):.2f} | {statistics.median(base):.2f} "
+        f"| {max(base):.2f} | 1.00 | 1.00 |",
+        f"| `assemble()` | {len(ours)} | {min(ours):.2f} | {statistics.median(ours):.2f} | {max(ours):.2f} "
+        f"| {statistics.median(ours) / statistics.median(base):.3f} | {min(ours) / min(base):.3f} |",
+        f"| of which `assemble()`'s own work (checks, captions, font link, argv) | 20 | {own:.1f} ms | | | | |",
+    ]
+    header = (
+        f"{args.seconds:g} s, {args.width}x{args.height} at 30 fps, {args.shots} shots, voice + captions + music; "
+        f"{versions()}"
+    )
+    print(header)
+    print("\n".join(rows))
+    if args.write_docs:
+        write_docs(header, rows, sys.argv[1:])
+    return 0
+
+
+def write_docs(header: str, rows: list[str], argv: list[str]) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text(encoding="utf-8")
+    if DOC_BEGIN not in text or DOC_END not in text:
+        raise SystemExit(f"{doc} has no {DOC_BEGIN} ... {DOC_END} block to fill")
+    command = " ".join([".venv/bin/python bench/render_assembly.py", *[a for a in argv if a != "--write-docs"]])
+    block = "\n".join([DOC_BEGIN, "```sh", command, "```", "", header, "", *rows, DOC_END])
+    doc.write_text(re.sub(f"{DOC_BEGIN}.*?{DOC_END}", lambda _: block, text, flags=re.DOTALL), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
