@@ -21,7 +21,8 @@ def post_events_visible_to(*, user) -> QuerySet[PostEvent]:
 
 def post_for_page(*, user, post_id: int):
     """The post a page or endpoint works on, or None when it does not exist for this user (a 404)."""
-    return posts_visible_to(user=user).select_related("artist", "wardrobe", "updated_by", "render_job").filter(pk=post_id).first()
+    related = ("artist", "wardrobe", "updated_by", "render_job")
+    return posts_visible_to(user=user).select_related(*related).filter(pk=post_id).first()
 
 
 def _asset(file) -> dict | None:

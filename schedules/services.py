@@ -42,7 +42,13 @@ def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedul
     """Validate and save a schedule. A new or changed rule takes effect from the next slot after `now`."""
     now = now or timezone.now()
     schedule.full_clean()
-    before = Schedule.objects.filter(pk=schedule.pk).first() if schedule.pk else None
+    # Race: a tick may have handled a slot since this copy was read (an admin form). Locked, the row
+    # gives the scheduler's fields as they are now; saving the copy's would move the cursor back to a
+    # handled slot and forget last_executed_at. (of=self: the default ordering joins the artist.)
+    locked = Schedule.objects.select_for_update(of=("self",))
+    before = locked.filter(pk=schedule.pk).first() if schedule.pk else None
+    if before is not None:
+        schedule.next_slot_at, schedule.last_executed_at = before.next_slot_at, before.last_executed_at
     if before is None or _rule(before) != _rule(schedule):
         schedule.next_slot_at = _first_slot(schedule, now=now) if schedule.active else None
     schedule.save()
