@@ -4,6 +4,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.core.checks import Warning as CheckWarning
+from django.core.exceptions import ImproperlyConfigured
+
+from factory.render import RenderFailed, ffmpeg_binary
+from mcn_site.lib.fonts import cjk_font
 
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
@@ -62,3 +67,27 @@ def check_comfyui_settings(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_render_tools(app_configs, **kwargs):
+    """Renders need ffmpeg and a font that has Chinese: say so at start, not at the first render."""
+    problems = []
+    try:
+        ffmpeg_binary()
+    except RenderFailed as error:
+        problems.append(Error(str(error), id="factory.E007"))
+    try:
+        font = cjk_font()
+    except ImproperlyConfigured as error:
+        problems.append(Error(str(error), hint="Point MCN_FONT_FILE at an existing .ttf/.otf/.ttc.", id="factory.E008"))
+    else:
+        if font is None:
+            problems.append(
+                CheckWarning(
+                    "No CJK font found: captions and title cards in Chinese would show as empty boxes.",
+                    hint="apt-get install fonts-noto-cjk, or set MCN_FONT_FILE to a font with Chinese glyphs.",
+                    id="factory.W001",
+                )
+            )
+    return problems
