@@ -37,11 +37,11 @@ def test_check_refuses_factory_settings_it_cannot_use(settings, setting, value, 
 
 def test_check_refuses_an_ffmpeg_that_is_not_there(settings):
     settings.FFMPEG_BINARY = "/nowhere/ffmpeg"
-    with pytest.raises(SystemCheckError, match=r"factory.E007.*FFMPEG_BINARY='/nowhere/ffmpeg' is not an executable"):
+    with pytest.raises(SystemCheckError, match=r"factory\.E007.*FFMPEG_BINARY='/nowhere/ffmpeg' is not an executable"):
         call_command("check")
 
 
 def test_check_refuses_a_font_file_that_is_not_there(settings):
     settings.MCN_FONT_FILE = "/nowhere/font.ttc"
-    with pytest.raises(SystemCheckError, match="factory.E008"):
+    with pytest.raises(SystemCheckError, match=r"factory\.E008"):
         call_command("check")
