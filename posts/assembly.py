@@ -117,7 +117,9 @@ def run_render(job: Job) -> None:
     except RenderCancelled as error:
         raise runners.TaskFailed(str(error) or "Cancelled.", kind=ErrorKind.CANCELLED) from None
     except RenderFailed as error:
-        raise runners.TaskFailed(str(error), details=getattr(error, "details", {})) from None
+        # Producers read media names, not the server's folders (staff get the full story in details).
+        message = str(error).replace(f"{Path(settings.MEDIA_ROOT)}/", "")
+        raise runners.TaskFailed(message, details=getattr(error, "details", {})) from None
     digest = hashlib.sha256()
     with open(result.output, "rb") as video:
         for block in iter(lambda: video.read(1 << 20), b""):

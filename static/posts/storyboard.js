@@ -240,6 +240,11 @@ function buildSkeleton() {
       h("button", { type: "submit", class: "btn btn-danger feedback-send" }),
       h("button", { type: "button", class: "btn btn-quiet", text: "Cancel", onclick: closeFeedback })));
   els.video = h("div", { class: "final-video", hidden: true });
+  // Production: what is being made, the render's progress, and why it failed.
+  els.productionText = h("span", { class: "production-text", "aria-live": "polite" });
+  els.renderBar = h("progress", { class: "job-bar render-bar", max: 100, value: 0, "aria-label": "Render progress" });
+  els.failure = h("p", { class: "banner banner-error production-failure", role: "alert", hidden: true });
+  els.production = h("div", { class: "production", hidden: true }, els.productionText, els.renderBar);
   els.readonly = h("p", { class: "readonly-note", hidden: true });
 
   const head = h("section", { class: "post-head", "aria-label": "Post" },
@@ -251,7 +256,7 @@ function buildSkeleton() {
         h("div", { class: "post-facts" }, els.status, els.edited))),
     h("div", { class: "post-tools" },
       h("a", { class: "btn btn-quiet", href: cfg.adminUrl, text: "Open in admin" })),
-    h("div", { class: "post-body" }, els.feedback, els.actions, els.feedbackForm, els.video));
+    h("div", { class: "post-body" }, els.feedback, els.failure, els.production, els.actions, els.feedbackForm, els.video));
 
   // Stays in view while scrolling: whether the page is live, whether edits are saved, and any refusal.
   els.banners = h("div", { class: "banners" });
@@ -305,7 +310,7 @@ function renderHeader() {
       ...state.actions.map((action) =>
         h("button", {
           type: "button",
-          class: `btn ${action.needs_feedback ? "btn-danger" : action.name === "review" || action.name === "approved" ? "btn-primary" : ""}`,
+          class: `btn ${action.needs_feedback ? "btn-danger" : ["review", "approved", "rendering"].includes(action.name) ? "btn-primary" : ""}`,
           "data-action": action.name,
           text: action.label,
           onclick: () => runAction(action),
@@ -313,6 +318,8 @@ function renderHeader() {
     );
     if (pendingAction && !state.actions.some((a) => a.name === pendingAction.name)) closeFeedback();
   }
+
+  renderProduction(post);
 
   const video = post.final_video ? post.final_video.url : null;
   if (video !== drawnVideo) {
@@ -656,6 +663,26 @@ function assetElement(asset, n) {
   return h("img", { src: asset.url, alt: `Picture of shot ${n}`, loading: "lazy" });
 }
 
+function renderProduction(post) {
+  els.failure.hidden = !post.failure;
+  els.failure.textContent = post.failure ? `Production failed. ${post.failure} Retry render resumes where it stopped.` : "";
+  const render = post.render_job;
+  const producing = post.status === "rendering";
+  els.production.hidden = !producing;
+  if (!producing) return;
+  const rendering = render && (render.status === "queued" || render.status === "running");
+  els.renderBar.hidden = !rendering;
+  if (rendering) {
+    const percent = Math.round(render.percent || 0);
+    els.renderBar.value = percent;
+    els.renderBar.setAttribute("aria-valuenow", String(percent));
+    els.productionText.textContent = render.status === "queued" ? "Waiting for a worker to render the video…" : `Rendering the video · ${percent}%`;
+  } else {
+    const ready = state.shots.filter((s) => s.status === "ready").length;
+    els.productionText.textContent = `Producing voices and pictures: ${ready} of ${state.shots.length} shots ready`;
+  }
+}
+
 function updateJob(card, shot) {
   const job = shot.job;
   card.root.dataset.status = shot.status;
@@ -671,8 +698,10 @@ function updateJob(card, shot) {
       job.node ? `Node ${job.node} · ${Math.round(job.percent || 0)}%` : "Starting…";
   }
   const failed = shot.status === "failed" && job && (job.status === "failed" || job.status === "cancelled");
-  card.jobError.hidden = !failed;
-  card.jobError.textContent = failed ? (job.error_message || "The picture could not be made. Try again, or tell ops.") : "";
+  // A production error names what failed (voice or picture); else the picture job's own message.
+  const message = shot.error || (failed ? (job.error_message || "The picture could not be made. Try again, or tell ops.") : "");
+  card.jobError.hidden = !message;
+  card.jobError.textContent = message;
 }
 
 // ------------------------------------------------------------------ shot actions
@@ -974,8 +1003,19 @@ function onEvent(message) {
       break;
     }
     case "job.progress": {
+      if (message.render) {
+        const render = state.post.render_job;
+        if (!render || render.id !== message.job_id) { refresh(); break; }
+        Object.assign(render, { status: message.status, percent: message.percent ?? render.percent });
+        renderProduction(state.post);
+        break;
+      }
       const shot = shotById(message.shot_id);
       if (!shot) break;
+      if (shot.voice_job && shot.voice_job.id === message.job_id) {
+        Object.assign(shot.voice_job, { status: message.status, percent: message.percent ?? shot.voice_job.percent });
+        break; // the voice shows when it is in (job.finished re-reads the state)
+      }
       if (!shot.job || shot.job.id !== message.job_id) {
         refresh(); // a job this page has not seen yet (someone else pressed Generate)
         break;
