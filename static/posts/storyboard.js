@@ -330,8 +330,9 @@ function renderHeader() {
   }
 
   els.readonly.hidden = post.editable;
-  els.readonly.textContent = post.editable ? "" :
-    `This post is ${post.status_label.toLowerCase()}: its storyboard is read-only until it goes back to draft. Locks still work.`;
+  els.readonly.textContent = post.editable ? "" : post.status === "done"
+    ? "This post is done: its storyboard is final."
+    : `This post is ${post.status_label.toLowerCase()}: its storyboard is read-only until it goes back to draft. Locks still work.`;
   els.addButton.disabled = !post.editable;
   if (!post.editable) els.addForm.hidden = true;
 }
