@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.fakes.loop_server import LoopThreadServer
+
 __all__ = ["SFT_SPEAKERS", "FakeCosyVoice", "RecordedRequest", "expected_seconds", "running_cosyvoice"]
 
 # The speakers of CosyVoice-300M-SFT (`list_available_spks()`).
@@ -91,8 +93,10 @@ class _Fault:
     after_bytes: int = 0
 
 
-class FakeCosyVoice:
+class FakeCosyVoice(LoopThreadServer):
     """A scriptable CosyVoice server on 127.0.0.1 (see the module docstring)."""
+
+    name = "fake-cosyvoice"
 
     def __init__(
         self,
@@ -117,43 +121,13 @@ class FakeCosyVoice:
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
         self._log: list[RecordedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._closing: asyncio.Event | None = None
         self._released: asyncio.Event | None = None
 
     # ---------------------------------------------------------------- lifecycle
-
-    def start(self) -> FakeCosyVoice:
-        """Start the loop thread and listen. Returns self."""
-        if self._thread is not None:
-            raise RuntimeError("FakeCosyVoice is already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-cosyvoice", daemon=True)
-        self._thread.start()
-        self._call(self._listen())
-        return self
-
-    def stop(self) -> None:
-        """Close every connection (ending stalled streams) and stop the loop thread."""
-        if self._thread is None or self._loop is None:
-            return
-        try:
-            self._call(self._unlisten())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-            self._thread = None
-            self._loop = None
-
-    def __enter__(self) -> FakeCosyVoice:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -227,10 +201,6 @@ class FakeCosyVoice:
             self._log.clear()
 
     # ---------------------------------------------------------------- server
-
-    def _call(self, coroutine) -> None:
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def _set_released(self) -> None:
         if self._released is not None:

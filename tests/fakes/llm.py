@@ -39,6 +39,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loop_server import LoopThreadServer
+
 __all__ = ["FakeLLM", "RecordedRequest"]
 
 DEFAULT_CONTENT = '{"ok": true}'
@@ -94,8 +96,10 @@ def _error_body(status: int, message: str | None = None) -> dict:
     return {"error": {"message": message or default or f"HTTP {status}", "type": kind, "param": None, "code": code}}
 
 
-class FakeLLM:
+class FakeLLM(LoopThreadServer):
     """A scriptable OpenAI-compatible server on 127.0.0.1 (see the module docstring)."""
+
+    name = "fake-llm"
 
     def __init__(
         self,
@@ -113,41 +117,11 @@ class FakeLLM:
         self._script: deque[_Reply] = deque()
         self._log: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
 
     # ---------------------------------------------------------------- lifecycle
-
-    def start(self) -> FakeLLM:
-        """Start the loop thread and listen. Returns self."""
-        if self._thread is not None:
-            raise RuntimeError("FakeLLM is already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-llm", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        """Close every connection (cutting short delayed replies) and stop the loop thread."""
-        if self._thread is None or self._loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._unlisten(), self._loop).result(10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
-            self._thread = None
-            self._loop = None
-
-    def __enter__(self) -> FakeLLM:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
