@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.factory.conftest import (  # noqa: F401 - fixtures shared with the factory tests
-    database_url_for_subprocess,
     fake_comfyui,
     rq_clean,
     start_worker,
+    subprocess_env,
     wait_for,
 )
 
@@ -99,16 +99,7 @@ def server_hashers(settings):
 @pytest.fixture
 def asgi_server(settings, server_hashers, transactional_db, tmp_path):
     """A running daphne serving this test's database, Redis and media folder (stopped after the test)."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": settings.REDIS_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "SECRET_KEY": "tests-only",
-        "DEBUG": "0",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = subprocess_env(ALLOWED_HOSTS="127.0.0.1,localhost")
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
     server = AsgiServer(port=free_port(), env=env, log_path=tmp_path / "daphne.log")
     server.start()

@@ -4,7 +4,9 @@ The worker runs `manage.py run_gpu_worker` against the same test database and
 the same Redis as the test, so tests using it must be transactional.
 """
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,22 +66,26 @@ def database_url_for_subprocess() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def subprocess_env(**extra: str) -> dict:
+    """The environment a manage.py subprocess needs to share this test's database, Redis and media."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "REDIS_URL": settings.REDIS_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "SECRET_KEY": "tests-only",
+        "DEBUG": "0",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
 class WorkerProcess:
     def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None, cpu: bool = False):
-        from django.conf import settings
-
         self.name = name
-        environ = {
-            **os.environ,
-            **FAST,
-            "DATABASE_URL": database_url_for_subprocess(),
-            "REDIS_URL": settings.REDIS_URL,
-            "MEDIA_ROOT": str(media_root),
-            "SECRET_KEY": "tests-only",
-            "DEBUG": "0",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
+        environ = subprocess_env(**FAST, MEDIA_ROOT=str(media_root), **(env or {}))
         self.lines: list[str] = []
         # A GPU worker bound to one ComfyUI, or the CPU worker (tts, render, llm) as `make run` starts it.
         argv = (
@@ -155,3 +161,23 @@ def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition", inter
             return result
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def probe(path: Path) -> dict:
+    """ffprobe's streams and format of a media file, as JSON (needs Debian's ffmpeg package)."""
+    result = subprocess.run(
+        [
+            shutil.which("ffprobe") or "ffprobe",
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)

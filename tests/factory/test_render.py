@@ -5,7 +5,6 @@ checked with ffprobe and by decoding frames and audio. Most renders are small (3
 """
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -22,6 +21,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 from factory import render
 from factory.render import Caption, Clip, Edit, RenderCancelled, RenderFailed, assemble, command_for, write_captions
 from mcn_site.lib import fonts
+from tests.factory.conftest import probe
 
 FFPROBE = shutil.which("ffprobe")
 SMALL = {"width": 320, "height": 568}
@@ -88,16 +88,6 @@ def pattern_video(path: Path, seconds: float, size="320x240", rate=25) -> Path:
 
 
 # --- probes ---------------------------------------------------------------------------------------
-
-
-def probe(path: Path) -> dict:
-    result = subprocess.run(
-        [FFPROBE, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
 
 
 def streams(info: dict, kind: str) -> list[dict]:

@@ -1,7 +1,6 @@
 """Voices from CosyVoice: the streaming client against a fake server, and `tts` jobs run by a real CPU worker."""
 
 import hashlib
-import os
 import subprocess
 import sys
 import threading
@@ -10,13 +9,12 @@ import wave
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from factory import runners, services, tts
 from factory.jobs import run_job
 from factory.models import ErrorKind, Job, JobKind, JobStatus
 from factory.tts import CosyVoiceClient, VoiceError
-from tests.factory.conftest import ROOT, database_url_for_subprocess, wait_for
+from tests.factory.conftest import ROOT, subprocess_env, wait_for
 from tests.fakes.cosyvoice import running_cosyvoice
 
 CHINESE = "大家好，今天我们去海边。"
@@ -301,16 +299,7 @@ def test_a_sample_outside_media_fails_the_job_as_config(fake_cosyvoice, settings
 
 def run_cpu_worker(**env: str) -> str:
     """`manage.py rqworker cpu --burst` against the test's database, Redis and media; returns its output."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
-        "SECRET_KEY": "tests-only",
-        "DEBUG": "0",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
+    environ = subprocess_env(**env)
     result = subprocess.run(
         [sys.executable, "manage.py", "rqworker", "cpu", "--burst"],
         cwd=ROOT,

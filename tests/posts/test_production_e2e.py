@@ -4,9 +4,7 @@ A GPU worker (run_gpu_worker) makes the pictures, the CPU worker (rqworker cpu, 
 it) makes the voices and the render; the test only approves and reads what came out with ffprobe.
 """
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from tests.factories import (
     make_user,
     make_voice,
 )
-from tests.factory.conftest import wait_for
+from tests.factory.conftest import probe, wait_for
 
 FFPROBE = shutil.which("ffprobe")
 pytestmark = [
@@ -47,16 +45,6 @@ B_ROLL_WORKFLOW = {
     },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
 }
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 All times are passed in explicitly (`now=`), so nothing depends on the clock of the machine.
 """
 
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 
@@ -21,7 +19,7 @@ from posts.models import Post, PostStatus
 from schedules.models import Schedule, ScheduleRun
 from schedules.services import schedule_save, schedule_tick
 from tests.factories import make_artist, make_schedule, make_source
-from tests.factory.conftest import database_url_for_subprocess
+from tests.factory.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -439,14 +437,7 @@ SCHEDULES_RACING = 200
 
 def tick_in_subprocesses(now: datetime, *, count: int = 2) -> list[subprocess.CompletedProcess]:
     """`manage.py tick_schedules --now ...` in `count` processes started together against the test database."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "MEDIA_ROOT": str(django_settings.MEDIA_ROOT),
-        "SECRET_KEY": "tests-only",
-        "DEBUG": "0",
-    }
+    environ = subprocess_env()
     command = [sys.executable, "manage.py", "tick_schedules", "--now", now.isoformat()]
     processes = [
         subprocess.Popen(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
