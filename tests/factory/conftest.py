@@ -85,7 +85,7 @@ def subprocess_env(**extra: str) -> dict:
 class WorkerProcess:
     def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None, cpu: bool = False):
         self.name = name
-        environ = subprocess_env(**FAST, MEDIA_ROOT=str(media_root), **(env or {}))
+        environ = subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})})
         self.lines: list[str] = []
         # A GPU worker bound to one ComfyUI, or the CPU worker (tts, render, llm) as `make run` starts it.
         argv = (
