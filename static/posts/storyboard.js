@@ -239,12 +239,36 @@ function buildSkeleton() {
     h("div", { class: "row" },
       h("button", { type: "submit", class: "btn btn-danger feedback-send" }),
       h("button", { type: "button", class: "btn btn-quiet", text: "Cancel", onclick: closeFeedback })));
+  // Production (rendering, done, failed): one panel with what is being made, the render's
+  // progress, why it stopped (with the retry button), and the finished video.
+  els.productionText = h("p", { class: "production-text", "aria-live": "polite" });
+  els.meter = h("ol", { class: "shot-meter", "aria-hidden": "true" });
+  els.meterText = h("span", { class: "step-note" });
+  els.renderFill = h("span", { class: "render-fill" });
+  els.renderBar = h("div", { class: "render-bar", role: "progressbar", "aria-label": "Render progress",
+    "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0" }, els.renderFill);
+  els.renderNote = h("span", { class: "step-note render-note" });
+  els.shotsStep = h("div", { class: "step step-shots" },
+    h("span", { class: "step-name", text: "Voices and pictures" }), els.meter, els.meterText);
+  els.renderStep = h("div", { class: "step step-render" },
+    h("span", { class: "step-name", text: "Render" }), els.renderBar, els.renderNote);
+  els.failureText = h("p", { class: "failure-text" });
+  els.failureButtons = h("div", { class: "failure-retry" });
+  els.failureShot = h("button", { type: "button", class: "btn btn-quiet failure-shot", hidden: true, onclick: showFailedShot });
+  els.failure = h("div", { class: "production-failure", role: "alert", hidden: true },
+    h("span", { class: "failure-icon", "aria-hidden": "true", text: "!" }),
+    h("div", { class: "failure-main" },
+      h("strong", { class: "failure-title", text: "Production stopped" }),
+      els.failureText,
+      h("p", { class: "failure-hint", text: "Retry render resumes where it stopped: the voices and pictures already made are kept." })),
+    h("div", { class: "failure-buttons" }, els.failureButtons, els.failureShot));
   els.video = h("div", { class: "final-video", hidden: true });
-  // Production: what is being made, the render's progress, and why it failed.
-  els.productionText = h("span", { class: "production-text", "aria-live": "polite" });
-  els.renderBar = h("progress", { class: "job-bar render-bar", max: 100, value: 0, "aria-label": "Render progress" });
-  els.failure = h("p", { class: "banner banner-error production-failure", role: "alert", hidden: true });
-  els.production = h("div", { class: "production", hidden: true }, els.productionText, els.renderBar);
+  els.production = h("section", { class: "production", "aria-label": "Production", hidden: true },
+    h("div", { class: "production-head" },
+      h("h2", { class: "production-title", text: "Production" }), els.productionText),
+    els.failure,
+    h("div", { class: "steps" }, els.shotsStep, els.renderStep),
+    els.video);
   els.readonly = h("p", { class: "readonly-note", hidden: true });
 
   const head = h("section", { class: "post-head", "aria-label": "Post" },
@@ -256,7 +280,7 @@ function buildSkeleton() {
         h("div", { class: "post-facts" }, els.status, els.edited))),
     h("div", { class: "post-tools" },
       h("a", { class: "btn btn-quiet", href: cfg.adminUrl, text: "Open in admin" })),
-    h("div", { class: "post-body" }, els.feedback, els.failure, els.production, els.actions, els.feedbackForm, els.video));
+    h("div", { class: "post-body" }, els.feedback, els.production, els.actions, els.feedbackForm));
 
   // Stays in view while scrolling: whether the page is live, whether edits are saved, and any refusal.
   els.banners = h("div", { class: "banners" });
@@ -303,35 +327,30 @@ function renderHeader() {
   els.feedback.hidden = !post.feedback;
   els.feedback.querySelector(".feedback-text").textContent = post.feedback || "";
 
-  const actionsKey = JSON.stringify(state.actions);
+  // A failed post's retry is the one thing to do next: it sits in the failure banner, not in the row.
+  const retry = post.status === "failed" ? state.actions.find((a) => a.name === "rendering") : null;
+  const actionsKey = JSON.stringify([state.actions, Boolean(retry)]);
   if (actionsKey !== drawnActions) {
     drawnActions = actionsKey;
-    els.actions.replaceChildren(
-      ...state.actions.map((action) =>
-        h("button", {
-          type: "button",
-          class: `btn ${action.needs_feedback ? "btn-danger" : ["review", "approved", "rendering"].includes(action.name) ? "btn-primary" : ""}`,
-          "data-action": action.name,
-          text: action.label,
-          onclick: () => runAction(action),
-        })),
-    );
+    const button = (action, extra = "") => h("button", {
+      type: "button",
+      class: `btn ${action.needs_feedback ? "btn-danger" : ["review", "approved", "rendering"].includes(action.name) ? "btn-primary" : ""}${extra}`,
+      "data-action": action.name,
+      text: action.label,
+      onclick: () => runAction(action),
+    });
+    els.actions.replaceChildren(...state.actions.filter((a) => a !== retry).map((a) => button(a)));
+    els.failureButtons.replaceChildren(...(retry ? [button(retry, " btn-large")] : []));
     if (pendingAction && !state.actions.some((a) => a.name === pendingAction.name)) closeFeedback();
   }
 
   renderProduction(post);
-
-  const video = post.final_video ? post.final_video.url : null;
-  if (video !== drawnVideo) {
-    drawnVideo = video;
-    els.video.hidden = !video;
-    els.video.replaceChildren(...(video ? [h("h2", { text: "Final video" }),
-      h("video", { src: video, controls: true, preload: "metadata", class: "final-player" })] : []));
-  }
+  renderVideo(post);
 
   els.readonly.hidden = post.editable;
   els.readonly.textContent = post.editable ? "" : post.status === "done"
     ? "This post is done: its storyboard is final."
+    : post.status === "rendering" ? "This post is in production: its storyboard is read-only until it is done or stops. Locks still work."
     : `This post is ${post.status_label.toLowerCase()}: its storyboard is read-only until it goes back to draft. Locks still work.`;
   els.addButton.disabled = !post.editable;
   if (!post.editable) els.addForm.hidden = true;
@@ -407,6 +426,12 @@ function buildCard(id) {
   card.generate = h("button", { type: "button", class: "btn btn-primary btn-small generate", text: "Generate picture", onclick: () => generate(id) });
   card.genHint = h("span", { class: "gen-hint" });
   card.drawnAsset = undefined;
+  // The shot's voice: a player once it is in, a spinner while the voice server speaks it.
+  card.voiceSpin = h("span", { class: "spinner", "aria-hidden": "true" });
+  card.voiceState = h("span", { class: "voice-state" });
+  card.voicePlayer = h("span", { class: "voice-player" });
+  card.voice = h("div", { class: "voice", hidden: true }, micIcon(), card.voiceSpin, card.voiceState, card.voicePlayer);
+  card.drawnVoice = undefined;
 
   card.root = h("li", { class: "shot-card", "data-shot-id": String(id) },
     h("div", { class: "shot-rail" }, card.handle, card.pos, card.up, card.down),
@@ -426,6 +451,7 @@ function buildCard(id) {
       h("div", { class: "job" },
         h("div", { class: "job-line" }, card.statusChip, card.node),
         card.bar, card.jobError),
+      card.voice,
       h("div", { class: "gen-line" }, card.generate, card.genHint)));
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
@@ -637,6 +663,7 @@ function updateCard(card, shot, index, last, editable) {
   card.assetTag.textContent = shot.manual_asset ? "Manual" : "Generated";
 
   updateJob(card, shot);
+  updateVoice(card, shot);
 
   card.generate.textContent = producing ? "Generating…" : "Generate picture";
   card.generate.disabled = frozen || Boolean(shot.manual_asset) || producing;
@@ -651,6 +678,15 @@ const LOCK_SVG = {
   false: '<svg viewBox="0 0 16 16" width="13" height="13" aria-hidden="true"><rect x="2.5" y="7" width="11" height="7.5" rx="1.6" fill="currentColor"/><path d="M5 7V5a3 3 0 0 1 5.9-.8" fill="none" stroke="currentColor" stroke-width="1.7"/></svg>',
 };
 
+// 🎙 drawn as SVG, for the same reason.
+const MIC_SVG = '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><rect x="5.25" y="1.5" width="5.5" height="8.5" rx="2.75" fill="currentColor"/><path d="M3 7.5a5 5 0 0 0 10 0M8 12.5v2.5M5.5 15h5" fill="none" stroke="currentColor" stroke-width="1.5" stroke-linecap="round"/></svg>';
+
+function micIcon() {
+  const span = h("span", { class: "voice-icon", title: "Voice" });
+  span.innerHTML = MIC_SVG; // a constant above, never data
+  return span;
+}
+
 function lockIcon(locked) {
   const span = h("span", { class: "lock-icon" });
   span.innerHTML = LOCK_SVG[locked]; // a constant above, never data
@@ -664,24 +700,106 @@ function assetElement(asset, n) {
   return h("img", { src: asset.url, alt: `Picture of shot ${n}`, loading: "lazy" });
 }
 
+// ------------------------------------------------------------------ production
+
+const PRODUCTION_STATUSES = ["rendering", "done", "failed"];
+
+function running(job) {
+  return Boolean(job) && (job.status === "queued" || job.status === "running");
+}
+
+function finished(job) {
+  return Boolean(job) && ["succeeded", "failed", "cancelled"].includes(job.status);
+}
+
 function renderProduction(post) {
-  els.failure.hidden = !post.failure;
-  els.failure.textContent = post.failure ? `Production failed. ${post.failure} Retry render resumes where it stopped.` : "";
-  const render = post.render_job;
-  const producing = post.status === "rendering";
-  els.production.hidden = !producing;
-  if (!producing) return;
-  const rendering = render && (render.status === "queued" || render.status === "running");
-  els.renderBar.hidden = !rendering;
-  if (rendering) {
-    const percent = Math.round(render.percent || 0);
-    els.renderBar.value = percent;
-    els.renderBar.setAttribute("aria-valuenow", String(percent));
-    els.productionText.textContent = render.status === "queued" ? "Waiting for a worker to render the video…" : `Rendering the video · ${percent}%`;
-  } else {
-    const ready = state.shots.filter((s) => s.status === "ready").length;
-    els.productionText.textContent = `Producing voices and pictures: ${ready} of ${state.shots.length} shots ready`;
+  const shown = PRODUCTION_STATUSES.includes(post.status);
+  els.production.hidden = !shown;
+  if (!shown) return;
+  const failed = post.status === "failed";
+  const done = post.status === "done";
+  els.production.dataset.state = post.status;
+
+  // Why it stopped, and the way on: the shot to look at and the retry (drawn with the actions).
+  const broken = state.shots.find((s) => s.error);
+  els.failure.hidden = !failed;
+  els.failureText.textContent = failed ? post.failure || "Production stopped without saying why. Retry, or tell ops." : "";
+  els.failureShot.hidden = !failed || !broken;
+  if (broken) {
+    els.failureShot.textContent = `Show shot ${broken.position}`;
+    els.failureShot.dataset.shotId = String(broken.id);
   }
+
+  // Step 1: every shot's voice and picture.
+  const total = state.shots.length;
+  const ready = state.shots.filter((s) => s.status === "ready").length;
+  const failing = state.shots.filter((s) => s.status === "failed").length;
+  els.meter.replaceChildren(...state.shots.map((s) =>
+    h("li", { class: `seg seg-${s.status}`, title: `Shot ${s.position}: ${SHOT_STATUS[s.status] || s.status}` })));
+  els.meterText.textContent = `${ready} of ${total} ready${failing ? ` · ${failing} failed` : ""}`;
+  els.shotsStep.dataset.state = failing ? "failed" : ready === total ? "done" : "active";
+
+  // Step 2: the render (ffmpeg on a CPU worker), live from job.progress.
+  const render = post.render_job;
+  let percent = 0;
+  let note = failed ? "Not started" : "Starts when every shot is ready";
+  let step = "waiting";
+  if (done || render?.status === "succeeded") {
+    [percent, note, step] = [100, "Done", "done"];
+  } else if (render?.status === "queued") {
+    [note, step] = ["Waiting for a worker…", "active"];
+  } else if (render?.status === "running") {
+    percent = Math.round(render.percent || 0);
+    [note, step] = [`${percent}%${render.node ? ` · ${render.node}` : ""}`, "active"];
+  } else if (finished(render)) {
+    percent = Math.round(render.percent || 0);
+    [note, step] = [render.status === "cancelled" ? "Cancelled" : "Failed", "failed"];
+  }
+  els.renderFill.style.width = `${percent}%`;
+  els.renderBar.setAttribute("aria-valuenow", String(percent));
+  els.renderBar.setAttribute("aria-valuetext", `${percent}%`);
+  els.renderNote.textContent = note;
+  els.renderStep.dataset.state = step;
+
+  // One sentence for everyone, screen readers included (aria-live): it changes per phase, not per percent.
+  let text;
+  if (done) text = post.final_video ? "Done: the video is ready." : "Done.";
+  else if (failed) text = broken ? `Stopped at shot ${broken.position}.` : "Stopped.";
+  else if (render?.status === "running") text = "Rendering the video…";
+  else if (render?.status === "queued") text = "Waiting for a worker to render the video…";
+  else text = `Producing: ${ready} of ${total} shot${total === 1 ? "" : "s"} ready`;
+  if (els.productionText.textContent !== text) els.productionText.textContent = text;
+}
+
+function showFailedShot() {
+  const card = cards.get(Number(els.failureShot.dataset.shotId));
+  if (!card) return;
+  card.root.scrollIntoView({ block: "center", behavior: "smooth" });
+  card.root.classList.remove("is-flagged");
+  void card.root.offsetWidth; // restart the highlight when pressed twice
+  card.root.classList.add("is-flagged");
+  card.jobError.setAttribute("tabindex", "-1");
+  card.jobError.focus({ preventScroll: true });
+}
+
+function renderVideo(post) {
+  const video = post.final_video;
+  els.video.hidden = !video;
+  els.video.dataset.aspect = post.aspect_ratio || "9:16";
+  // Redraw the player only when its file changes: a new <video> would stop playback.
+  const url = video ? video.url : null;
+  if (url !== drawnVideo) {
+    drawnVideo = url;
+    els.finalFacts = h("p", { class: "final-facts" });
+    els.video.replaceChildren(...(video ? [
+      h("video", { src: url, controls: true, preload: "metadata", class: "final-player", "aria-label": "Final video" }),
+      h("div", { class: "final-meta" },
+        h("h3", { class: "final-title", text: "Final video" }),
+        els.finalFacts,
+        // The media view names the file (Content-Disposition), so `download` only asks to save it.
+        h("a", { class: "btn btn-primary download", href: url, download: true, text: "Download MP4" }))] : []));
+  }
+  if (video) els.finalFacts.textContent = `${post.aspect_ratio} · ${seconds(state.total_duration)} · ${video.name}`;
 }
 
 function updateJob(card, shot) {
@@ -703,6 +821,29 @@ function updateJob(card, shot) {
   const message = shot.error || (failed ? (job.error_message || "The picture could not be made. Try again, or tell ops.") : "");
   card.jobError.hidden = !message;
   card.jobError.textContent = message;
+}
+
+function updateVoice(card, shot) {
+  const job = shot.voice_job;
+  const making = running(job);
+  const failed = !making && !shot.voice && finished(job) && job.status !== "succeeded";
+  const url = shot.voice && !making ? shot.voice.url : null;
+  card.voice.hidden = !url && !making && !failed;
+  card.voice.dataset.state = making ? "making" : url ? "ready" : failed ? "failed" : "none";
+  card.voiceSpin.hidden = !making;
+  card.voiceState.textContent = making
+    ? job.status === "queued" ? "Voice: waiting for the voice server…"
+      : job.percent ? `Voice · ${Math.round(job.percent)}%` : "Voice: speaking…"
+    : failed ? "Voice failed" : "";
+  card.voiceState.hidden = !card.voiceState.textContent;
+  // Redraw the player only when its file changes: a new <audio> would stop playback.
+  const key = url ? `${url}|${shot.position}` : null;
+  if (key !== card.drawnVoice) {
+    card.drawnVoice = key;
+    card.voicePlayer.replaceChildren(...(url ? [h("audio", { src: url, controls: true, preload: "none", class: "voice-audio",
+      "aria-label": `Voice of shot ${shot.position}` })] : []));
+  }
+  card.voicePlayer.hidden = !url;
 }
 
 // ------------------------------------------------------------------ shot actions
@@ -1004,27 +1145,32 @@ function onEvent(message) {
       break;
     }
     case "job.progress": {
+      // Drawn in place from the push; a job this page has not seen yet means its state is old: re-read it.
       if (message.render) {
         const render = state.post.render_job;
         if (!render || render.id !== message.job_id) { refresh(); break; }
-        Object.assign(render, { status: message.status, percent: message.percent ?? render.percent });
+        if (finished(render)) break; // a late hint
+        Object.assign(render, { status: message.status, percent: message.percent ?? render.percent, node: message.node || render.node });
         renderProduction(state.post);
         break;
       }
+      if (message.shot_id === null || message.shot_id === undefined) break; // the director: job.finished re-reads
       const shot = shotById(message.shot_id);
-      if (!shot) break;
+      if (!shot) break; // deleted: its job may still report
+      const card = cards.get(shot.id);
       if (shot.voice_job && shot.voice_job.id === message.job_id) {
+        if (finished(shot.voice_job)) break; // a late hint
         Object.assign(shot.voice_job, { status: message.status, percent: message.percent ?? shot.voice_job.percent });
-        break; // the voice shows when it is in (job.finished re-reads the state)
+        if (card) updateVoice(card, shot);
+        break; // the voice itself comes with job.finished, which re-reads the state
       }
       if (!shot.job || shot.job.id !== message.job_id) {
-        refresh(); // a job this page has not seen yet (someone else pressed Generate)
+        refresh(); // a job this page has not seen yet (someone else pressed Generate, or production started it)
         break;
       }
-      if (["succeeded", "failed", "cancelled"].includes(shot.job.status)) break; // a late hint
+      if (finished(shot.job)) break; // a late hint
       Object.assign(shot.job, { status: message.status, percent: message.percent ?? shot.job.percent, node: message.node ?? shot.job.node });
       shot.status = "producing";
-      const card = cards.get(shot.id);
       if (card) {
         updateJob(card, shot);
         card.generate.disabled = true;
