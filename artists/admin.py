@@ -1,11 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count
+from django.http import Http404
 from django.urls import reverse
 from django.utils.html import format_html
 
-from artists.models import Artist, ArtistImage, Source, Voice, Wardrobe
+from artists.models import ApiToken, Artist, ArtistImage, Source, Voice, Wardrobe
 from artists.selectors import artists_visible_to
+from artists.services import api_token_create, api_token_revoke
 from mcn_site.lib.admin import ScopedAdmin, thumbnail
 from mcn_site.lib.forms import AdminModelForm, CommaSeparatedField
 from mcn_site.lib.roles import is_ops
@@ -184,3 +186,66 @@ class ArtistAdmin(ScopedAdmin):
             artist.posts.count(),
             new_post,
         )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Ops issue tokens for anyone; producers and reviewers see and make only their own.
+
+    The key is made by artists.services.api_token_create and shown once, in the message after saving:
+    only its hash is stored.
+    """
+
+    list_display = ["name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = ["key_prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if is_ops(request.user) else qs.filter(user=request.user)
+
+    def get_fields(self, request, obj=None):
+        if obj is not None:
+            return ["name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at"]
+        return ["user", "name"] if is_ops(request.user) else ["name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such token, or not one of yours.")
+        return obj
+
+    @admin.display(description="Key")
+    def key_prefix(self, token):
+        return f"mcn_{token.prefix}_…" if token.prefix else "–"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)  # only the name can change
+            return
+        user = obj.user if is_ops(request.user) and obj.user_id else request.user
+        token, raw_key = api_token_create(user=user, name=obj.name)
+        obj.pk, obj.user, obj.prefix, obj.key_hash, obj.created_at = (
+            token.pk,
+            token.user,
+            token.prefix,
+            token.key_hash,
+            token.created_at,
+        )
+        obj._state.adding = False
+        messages.warning(
+            request,
+            format_html("Copy this key now: it is shown only once. <code style='user-select:all'>{}</code>", raw_key),
+        )
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(request, f"{queryset.count()} token(s) revoked: they stop working at once.")

@@ -217,3 +217,30 @@ class ArtistImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artist} {self.get_kind_display()} {self.caption}".strip()
+
+
+class ApiToken(models.Model):
+    """A key an integration sends as `Authorization: Token <key>`: it acts as its user.
+
+    Only the SHA-256 of the key is stored; the key itself is shown once, when it is made
+    (artists.services.api_token_create). `prefix` finds the row without a scan.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=120, help_text="What uses it, e.g. “n8n publishing flow”.")
+    prefix = models.CharField(max_length=8, unique=True, editable=False)  # unique: the lookup on every request
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} (mcn_{self.prefix}_…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

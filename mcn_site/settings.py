@@ -38,6 +38,9 @@ INSTALLED_APPS = [
     "channels",
     "django_rq",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN
     "artists",
     "posts",
     "schedules",
@@ -142,6 +145,21 @@ LLM_MODEL = env_str("LLM_MODEL", "deepseek-chat")
 LLM_API_KEY = env_str("LLM_API_KEY", "")  # never stored in the DB nor logged
 LLM_TIMEOUT = env_int("LLM_TIMEOUT", 60, minimum=1)  # seconds one LLM call may take in total
 
+# --- Webhooks (posts.webhooks): signed POSTs to the integrations' endpoints, configured in the admin.
+# 1: endpoints may be on loopback or private networks (on-prem receivers, tests). Link-local (cloud
+# metadata), multicast and reserved addresses stay refused either way.
+MCN_WEBHOOK_ALLOW_PRIVATE = env_bool("MCN_WEBHOOK_ALLOW_PRIVATE", False)
+MCN_WEBHOOK_TIMEOUT = env_int("MCN_WEBHOOK_TIMEOUT", 10, minimum=1)  # seconds one delivery attempt may take
+# Seconds to wait before each retry after a 5xx, 408, 429, timeout or connection error: 6 attempts in all.
+try:
+    MCN_WEBHOOK_RETRY_DELAYS = [
+        float(value) for value in env_list("MCN_WEBHOOK_RETRY_DELAYS", ["30", "120", "600", "3600", "21600"])
+    ]
+except ValueError:
+    raise ImproperlyConfigured("MCN_WEBHOOK_RETRY_DELAYS must be seconds and commas, e.g. 30,120,600.") from None
+if any(delay < 0 for delay in MCN_WEBHOOK_RETRY_DELAYS):
+    raise ImproperlyConfigured("MCN_WEBHOOK_RETRY_DELAYS cannot be negative.")
+
 # Enqueue at once: services already ring rq in transaction.on_commit; django_rq's own deferral
 # would make enqueue() return None inside an outer transaction.
 RQ = {"COMMIT_MODE": "auto"}
@@ -156,6 +174,64 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "mcn")},
     }
+}
+
+# Shared state between web processes: the API's throttle counters live in Redis, not per process.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "mcn"}
+}
+
+# --- Integration API (/api/v1/, schema at /api/schema/, docs at /api/docs/)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "artists.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "mcn_site.lib.api.Pagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "EXCEPTION_HANDLER": "mcn_site.lib.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per token (or per signed-in user): the actions that start LLM or GPU work (generate, render).
+    "DEFAULT_THROTTLE_RATES": {"expensive": env_str("MCN_API_EXPENSIVE_RATE", "30/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MCN OS API",
+    "VERSION": "1",
+    "DESCRIPTION": """\
+The integration API of MCN OS: artists, schedules, posts and their storyboards, factory jobs.
+
+**Authentication.** Ask ops for a token (admin: *Artists > API tokens > Add*; the key is shown once)
+and send it on every request as `Authorization: Token mcn_xxxxxxxx_...` (`Bearer` works too).
+A token acts as its user: the same role and the same artists. In the browser, your admin login works.
+
+**Errors** share one shape: `{"error": {"code": "...", "message": "...", "fields": {"path": ["..."]}}}`.
+An object you may not see is a 404.
+
+**Concurrency.** Posts carry a `version` (also sent as `ETag: "v<version>"`). Send it back as
+`If-Match: "v<version>"` (412 if the post moved on) or as `version` in the body (409 `stale`).
+
+**Retries.** Send an `Idempotency-Key` header (any text up to 200 characters) on action POSTs:
+a retry with the same key returns the first answer (`Idempotent-Replayed: true`) and starts nothing new.
+""",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,  # multipart uploads and read-only fields get their own request schemas
+    # Many models have a `status` or a `kind`: name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "PostStatusEnum": "posts.models.PostStatus",
+        "ShotStatusEnum": "posts.models.ShotStatus",
+        "ShotKindEnum": "posts.models.ShotKind",
+        "PostEventKindEnum": "posts.models.PostEvent.Kind",
+        "JobStatusEnum": "factory.models.JobStatus",
+        "JobKindEnum": "factory.models.JobKind",
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -2,11 +2,13 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mcn_site import views
 from mcn_site.lib.roles import is_ops
@@ -40,6 +42,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("posts/", include("posts.urls")),
     path("schedules/", include("schedules.urls")),
+    path("api/v1/", include("mcn_site.api_urls")),
+    # The schema needs a token or a session (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]); the docs page a login.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("healthz", views.healthz, name="healthz"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),
 ]
+
+handler404 = "mcn_site.views.not_found"

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils._os import safe_join
+from django.views.defaults import page_not_found
 from django.views.static import serve
 
 
@@ -30,3 +31,11 @@ def media(request, path: str):
         del response["Content-Type"]  # nginx sets it from the file
         return response
     return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+def not_found(request, exception=None):
+    """404s: the API's error shape under /api/ (integrations parse JSON), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "not_found", "message": "No such endpoint or object.", "fields": {}}}
+        return JsonResponse(body, status=404)
+    return page_not_found(request, exception)

@@ -403,3 +403,142 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         return format_html_join(
             "", "<div><code>{{{{{}}}}}</code> {}</div>", ((name, text) for name, text in VARIABLES.items())
         )
+
+
+# --------------------------------------------------------------------------- webhooks (ops only: ROLES)
+
+from posts import webhooks  # noqa: E402 - the webhook admin below is self-contained
+from posts.models import SUBSCRIBABLE_EVENTS, DeliveryStatus, Webhook, WebhookDelivery  # noqa: E402
+
+DELIVERY_COLOURS = {
+    DeliveryStatus.PENDING: "#d97706",
+    DeliveryStatus.SUCCEEDED: "#16a34a",
+    DeliveryStatus.FAILED: "#dc2626",
+}
+
+
+class WebhookForm(AdminModelForm):
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        label="URL",
+        help_text=Webhook._meta.get_field("url").help_text,
+        widget=forms.URLInput(attrs={"size": 80}),
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=SUBSCRIBABLE_EVENTS, widget=forms.CheckboxSelectMultiple, help_text="The events this endpoint receives."
+    )
+
+    class Meta:
+        model = Webhook
+        fields = ["name", "url", "active", "event_types", "artist", "secret"]
+        widgets = {"secret": forms.TextInput(attrs={"size": 60, "autocomplete": "off"})}
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    """Integrations' endpoints: where each event goes, signed with the endpoint's secret."""
+
+    form = WebhookForm
+    list_display = ["name", "url", "active", "events", "artist", "last_delivery"]
+    list_filter = ["active", "artist"]
+    list_select_related = ["artist"]
+    search_fields = ["name", "url"]
+    autocomplete_fields = ["artist"]
+    readonly_fields = ["created_at", "updated_at", "deliveries_link"]
+    actions = ["send_test_event"]
+
+    @admin.display(description="Events")
+    def events(self, webhook):
+        return ", ".join(webhook.event_types or []) or "–"
+
+    @admin.display(description="Last delivery")
+    def last_delivery(self, webhook):
+        last = getattr(webhook, "_last", None)
+        return status_badge_delivery(last) if last else "–"
+
+    @admin.display(description="Deliveries")
+    def deliveries_link(self, webhook):
+        if not webhook.pk:
+            return "–"
+        url = reverse("admin:posts_webhookdelivery_changelist") + f"?webhook__id__exact={webhook.pk}"
+        return format_html('<a href="{}">Delivery log</a>', url)
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # One query for the page's last deliveries, not one per row.
+        rows = list(changelist.result_list)
+        latest = {}
+        for delivery in WebhookDelivery.objects.filter(webhook__in=rows).order_by("webhook_id", "-created_at", "-id"):
+            latest.setdefault(delivery.webhook_id, delivery)
+        for row in rows:
+            row._last = latest.get(row.pk)
+        return changelist
+
+    @admin.action(description="Send test event (ping)", permissions=["change"])
+    def send_test_event(self, request, queryset):
+        for webhook in queryset:
+            webhooks.webhook_send_test(webhook=webhook)
+        self.message_user(
+            request, f"Queued a ping to {queryset.count()} endpoint(s); see the delivery log.", messages.SUCCESS
+        )
+
+
+def status_badge_delivery(delivery: WebhookDelivery) -> str:
+    return badge(delivery.get_status_display(), DELIVERY_COLOURS[delivery.status])
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """The delivery log: what was sent where, what came back. Read-only; Redeliver sends an event again."""
+
+    list_display = [
+        "created_at",
+        "webhook",
+        "event_type",
+        "status_badge",
+        "response_code",
+        "attempts",
+        "duration_ms",
+        "short_error",
+        "delivered_at",
+    ]
+    list_filter = ["status", "event_type", "webhook", "created_at"]
+    list_select_related = ["webhook"]
+    search_fields = ["uuid", "event_id", "error"]
+    fields = [
+        "webhook",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "response_code",
+        "duration_ms",
+        "error",
+        "response_body",
+        "uuid",
+        "event_id",
+        "event_at",
+        "payload",
+        "created_at",
+        "delivered_at",
+    ]
+    readonly_fields = fields
+    actions = ["redeliver"]
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, delivery):
+        return status_badge_delivery(delivery)
+
+    @admin.display(description="Error")
+    def short_error(self, delivery):
+        return (delivery.error[:80] + "…") if len(delivery.error) > 80 else delivery.error
+
+    def has_redeliver_permission(self, request) -> bool:
+        return request.user.has_perm("posts.change_webhook")
+
+    @admin.action(description="Redeliver (same event, new delivery)", permissions=["redeliver"])
+    def redeliver(self, request, queryset):
+        for delivery in queryset.select_related("webhook"):
+            webhooks.webhook_redeliver(delivery=delivery)
+        self.message_user(request, f"Queued {queryset.count()} redelivery(ies).", messages.SUCCESS)

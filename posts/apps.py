@@ -10,6 +10,9 @@ class PostsConfig(AppConfig):
         from posts import assembly  # noqa: F401 - registers the render job (kind render)
         from posts.director import jobs  # noqa: F401 - registers the director as the factory's llm runner
         from posts.pipeline import on_job_changed
+        from posts.webhooks import on_job_changed as webhooks_on_job_changed
 
         # Factory jobs made for a post (post.<id>/...) update its shots, its status and its page.
         job_changed.connect(on_job_changed, dispatch_uid="posts.pipeline.on_job_changed")
+        # Ending jobs become job.finished / job.failed webhook events.
+        job_changed.connect(webhooks_on_job_changed, dispatch_uid="posts.webhooks.on_job_changed")

@@ -286,3 +286,121 @@ class PromptTemplate(models.Model):
             raise ValidationError(
                 {"template": f"Unknown variables: {', '.join(unknown)}. Known: {', '.join(sorted(VARIABLES))}."}
             )
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookEvent(models.TextChoices):
+    """What an endpoint can subscribe to (posts.webhooks sends them); "ping" is the admin's test event."""
+
+    POST_STATUS_CHANGED = "post.status_changed", "Post status changed"
+    JOB_FINISHED = "job.finished", "Factory job finished"
+    JOB_FAILED = "job.failed", "Factory job failed or cancelled"
+    SCHEDULE_FIRED = "schedule.fired", "Schedule fired (draft post created)"
+    RENDER_DONE = "render.done", "Render done (video ready)"
+    PING = "ping", "Test event (ping)"
+
+
+SUBSCRIBABLE_EVENTS = [(value, label) for value, label in WebhookEvent.choices if value != WebhookEvent.PING]
+
+
+def webhook_secret() -> str:
+    import secrets
+
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+class Webhook(models.Model):
+    """An integration's endpoint: which events it gets, signed with its secret."""
+
+    name = models.CharField(max_length=100, help_text="Who receives it, e.g. “n8n publishing flow”.")
+    url = models.URLField(
+        max_length=500,
+        help_text="http(s) URL that receives a POST per event. Addresses on our own network are refused "
+        "unless MCN_WEBHOOK_ALLOW_PRIVATE=1.",
+    )
+    secret = models.CharField(
+        max_length=200,
+        default=webhook_secret,
+        help_text="Signs every delivery (X-MCN-Signature). Give it to the receiver; change it to rotate.",
+    )
+    event_types = models.JSONField(default=list, help_text="The events this endpoint receives.")
+    artist = models.ForeignKey(
+        "artists.Artist",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="webhooks",
+        help_text="Only events of this artist's posts. Empty: every artist.",
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from mcn_site.lib.netguard import check_public_url
+
+        errors = {}
+        known = {value for value, _label in SUBSCRIBABLE_EVENTS}
+        if not isinstance(self.event_types, list) or not self.event_types:
+            errors["event_types"] = "Pick at least one event."
+        elif unknown := sorted(set(map(str, self.event_types)) - known):
+            errors["event_types"] = f"Unknown events: {', '.join(unknown)}."
+        if self.url:
+            try:
+                check_public_url(self.url, allow_private=settings.MCN_WEBHOOK_ALLOW_PRIVATE)
+            except ValidationError as error:
+                errors["url"] = error.messages
+        if errors:
+            raise ValidationError(errors)
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent to one endpoint: the row is the truth, rq only rings the doorbell."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    uuid = models.UUIDField(unique=True, editable=False, help_text="X-MCN-Delivery: new for every redelivery.")
+    event_id = models.UUIDField(editable=False, help_text="The event's id: the same in every redelivery of it.")
+    event_type = models.CharField(max_length=40, choices=WebhookEvent.choices)
+    event_at = models.DateTimeField(help_text="When the event happened (created_at in the body).")
+    payload = models.JSONField(default=dict, help_text="The event's data.")
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next attempt is due (or, while one runs, when it expires)."
+    )
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, help_text="The first 2 KB of the last response.")
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            # The delivery log of one endpoint, newest first (admin changelist filtered by webhook).
+            models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created_idx"),
+            # Pending deliveries whose attempt is due: the claim in posts.webhooks.deliver.
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.webhook} ({self.get_status_display()})"

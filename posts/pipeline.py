@@ -30,9 +30,10 @@ from django.db import transaction
 from django.db.models import Q
 
 from factory.models import TERMINAL_STATUSES, Job, JobKind, JobOutput, JobStatus, WorkflowTemplate
-from factory.services import job_enqueue, job_enqueue_task, template_latest
+from factory.services import JobStateError, job_cancel, job_enqueue, job_enqueue_task, template_latest
 from mcn_site.realtime import post_group, publish
-from posts import services
+from posts import services, webhooks
+from posts.director.jobs import storyboard_subject
 from posts.models import ASPECT_SIZES, Post, PostEvent, PostStatus, Shot, ShotStatus, ShotWorkflow
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,27 @@ def _fail(post_id: int, reason: str) -> None:
     Post.objects.filter(pk=post_id).update(failure=reason)
 
 
+def post_cancel_jobs(*, post_id: int, actor) -> list[int]:
+    """Cancel every unfinished job working for this post (director, voices, pictures, render).
+
+    Returns the ids of the jobs cancelled (or asked to stop, when running). A shot whose job ends
+    cancelled fails the post in production, naming the shot, as any failed job does.
+    """
+    post = Post.objects.get(pk=post_id)
+    shot_jobs = Shot.objects.filter(post_id=post_id).values_list("job_id", "voice_job_id")
+    ids = {job_id for pair in shot_jobs for job_id in pair if job_id} | {post.render_job_id} - {None}
+    # The director's job is found by its subject: the post does not point at it.
+    director = Job.objects.filter(subject=storyboard_subject(post_id)).values_list("pk", flat=True)
+    cancelled = []
+    for job_id in Job.objects.filter(pk__in=ids | set(director), status__in=UNFINISHED).values_list("pk", flat=True):
+        try:
+            job_cancel(job_id=job_id, actor=actor)
+        except JobStateError:
+            continue  # it finished between our read and the cancel: nothing left to stop
+        cancelled.append(job_id)
+    return sorted(cancelled)
+
+
 # --------------------------------------------------------------------------- the factory's news
 
 
@@ -351,6 +373,7 @@ def _render_finished(*, post_id: int, job_id: int, status: str, error) -> None:
     if status == JobStatus.SUCCEEDED and output is not None:
         Post.objects.filter(pk=post_id).update(final_video=output.file.name)
         services.post_transition(post_id=post_id, to_status=PostStatus.DONE, actor=None, note="Rendered.")
+        webhooks.render_done(post_id=post_id, job_id=job_id)
     else:
         _fail(post_id, f"Render failed: {(error or {}).get('message') or 'no video was written'}")
     publish(post_group(post_id), "job.finished", {"shot_id": None, "job_id": job_id, "status": status, "error": error})

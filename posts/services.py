@@ -16,6 +16,7 @@ from django.utils.formats import date_format
 
 from mcn_site.lib.roles import can_review
 from mcn_site.realtime import post_group, publish
+from posts import webhooks
 from posts.models import (
     ALLOWED_TRANSITIONS,
     EDITABLE_STATUSES,
@@ -156,6 +157,7 @@ def post_transition(
     post.updated_by = actor
     post.save(update_fields=["status", "status_changed_at", "feedback", "version", "updated_by", "updated_at"])
     _record(post=post, kind=PostEvent.Kind.STATUS, actor=actor, note=note, from_status=from_status, to_status=to_status)
+    webhooks.post_status_changed(post=post, from_status=from_status, actor=actor)
     return post
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from artists.models import Source
 from posts.director.jobs import storyboard_generate
 from posts.services import post_create
+from posts.webhooks import schedule_fired
 from schedules.models import WEEKDAYS, Schedule, ScheduleRun
 from schedules.slots import next_slot, slots_between
 
@@ -141,6 +142,7 @@ def _handle_slot(*, schedule: Schedule, slot: datetime, now: datetime, grace: ti
         run.save(update_fields=["post", "outcome", "detail"])
     if outcome == ScheduleRun.Outcome.CREATED:
         result.created.append(run.post.pk)
+        schedule_fired(schedule=schedule, slot=slot, post=run.post)
     else:
         setattr(result, outcome, getattr(result, outcome) + 1)
     return outcome

@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from posts.webhooks import webhook_ring_due
 from schedules.services import schedule_tick
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ def seconds_to_next_minute(now: float) -> float:
 
 class Command(BaseCommand):
     help = (
-        "The scheduler: ticks at every minute boundary and creates the draft posts whose slot has come. "
+        "The scheduler: ticks at every minute boundary and creates the draft posts whose slot has come "
+        "(and re-rings overdue webhook deliveries). "
         "Runs until SIGTERM or Ctrl-C (finishing the tick in progress). Any number may run at once."
     )
 
@@ -36,5 +38,10 @@ class Command(BaseCommand):
             else:
                 if result.schedules:
                     self.stdout.write(str(result))
+            try:
+                # Webhook retries whose rq doorbell was lost (Redis restarted) ring again here.
+                webhook_ring_due()
+            except Exception:
+                log.exception("webhook re-ring failed")
             stop.wait(seconds_to_next_minute(time.time()))
         self.stdout.write("Scheduler stopped.")

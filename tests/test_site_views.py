@@ -1,4 +1,4 @@
-"""Uploaded media: only for signed-in staff; in production the bytes come from nginx after the check."""
+"""Project-level views: media only for signed-in staff (bytes from nginx in production), JSON 404s under /api/."""
 
 import pytest
 
@@ -38,3 +38,17 @@ def test_accel_redirect_refuses_paths_out_of_the_media_folder(client, settings):
     response = client.get("/media/..%2F..%2Fetc%2Fpasswd")
     assert response.status_code == 404
     assert "X-Accel-Redirect" not in response
+
+
+def test_an_unknown_api_path_is_a_json_404_in_the_api_error_shape(client):
+    client.force_login(make_user())
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "No such endpoint or object.", "fields": {}}}
+
+
+def test_an_unknown_page_is_still_an_html_404(client):
+    client.force_login(make_user())
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
