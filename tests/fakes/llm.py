@@ -201,24 +201,7 @@ class FakeLLM(LoopThreadServer):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)  # DeepSeek accepts the base URL without /v1
         app.router.add_get("/v1/models", self._models)
-        self._closing = asyncio.Event()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
-
-    async def _unlisten(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._serve(app)
 
     async def _record(self, request: web.Request) -> RecordedRequest:
         body = await request.read()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from aiohttp import web
+
 
 class LoopThreadServer:
     """Subclasses set `name` and implement `_listen()` / `_unlisten()` (coroutines run on the loop)."""
@@ -50,7 +52,26 @@ class LoopThreadServer:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     async def _listen(self) -> None:
-        raise NotImplementedError
+        raise NotImplementedError  # build the aiohttp app, then `await self._serve(app)`
+
+    async def _serve(self, app: web.Application) -> None:
+        """Serve `app` on 127.0.0.1 at self._port (0: any free port, read back into self._port)."""
+        self._closing = asyncio.Event()
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = runner.addresses[0][1]
+        self._runner = runner
 
     async def _unlisten(self) -> None:
-        raise NotImplementedError
+        """Wake anything waiting on `_closing` (delayed or stalled replies), then close every connection."""
+        if getattr(self, "_closing", None) is not None:
+            self._closing.set()
+        if getattr(self, "_runner", None) is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -81,24 +81,7 @@ class WebhookReceiver(LoopThreadServer):
     async def _listen(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._closing = asyncio.Event()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
-
-    async def _unlisten(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._serve(app)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
