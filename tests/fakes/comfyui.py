@@ -59,6 +59,8 @@ from aiohttp import WSMsgType, web
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
+from tests.fakes.loop_server import start_runner
+
 __all__ = ["FakeComfyUI", "RecordedRequest", "SubmittedPrompt"]
 
 log = logging.getLogger(__name__)
@@ -1164,14 +1166,7 @@ class FakeComfyUI:
             app.router.add_route(method, "/api" + path, handler)
             app.router.add_route(method, path, handler)
         self._closing = asyncio.Event()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner = await start_runner(app, self._port, shutdown_timeout=1.0)
         self._port = runner.addresses[0][1]
         self._runner = runner
 

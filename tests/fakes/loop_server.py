@@ -57,16 +57,8 @@ class LoopThreadServer:
     async def _serve(self, app: web.Application) -> None:
         """Serve `app` on 127.0.0.1 at self._port (0: any free port, read back into self._port)."""
         self._closing = asyncio.Event()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        self._runner = await start_runner(app, self._port)
+        self._port = self._runner.addresses[0][1]
 
     async def _unlisten(self) -> None:
         """Wake anything waiting on `_closing` (delayed or stalled replies), then close every connection."""
@@ -75,3 +67,16 @@ class LoopThreadServer:
         if getattr(self, "_runner", None) is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def start_runner(app: web.Application, port: int, *, shutdown_timeout: float = 0.5) -> web.AppRunner:
+    """Listen with `app` on 127.0.0.1:`port` (0: a free port); a failed bind leaves nothing running."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
