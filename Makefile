@@ -3,13 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install
+.PHONY: run test lint install bench bench-smoke
 
 run: $(VENV)/.installed  ## set up, migrate, seed the demo, start web + worker (Ctrl-C stops all)
 	$(PY) scripts/dev.py run
 
 test: $(VENV)/.installed  ## the whole test suite
 	$(PY) scripts/dev.py test
+
+# Every benchmark at full size; each rewrites its table in docs/benchmarks.md (minutes: run on a quiet machine).
+BENCHES := realtime_layers factory_dispatch status_push storyboard_api render_assembly scheduler_tick approval_burst load_producers
+
+bench: $(VENV)/.installed  ## all benchmarks, full size, tables written to docs/benchmarks.md
+	set -e; for b in $(BENCHES); do echo "--- $$b"; $(PY) bench/$$b.py --write-docs; done
+
+bench-smoke: $(VENV)/.installed  ## all benchmarks at a tiny size (what CI runs through tests/bench/)
+	set -e; for b in $(BENCHES); do echo "--- $$b"; $(PY) bench/$$b.py --smoke; done
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

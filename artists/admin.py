@@ -17,15 +17,16 @@ from mcn_site.lib.roles import is_ops
 class VoiceAdmin(admin.ModelAdmin):
     list_display = ["name", "engine", "speaker_id", "has_sample", "artist_count"]
     list_filter = ["engine"]
-    search_fields = ["name", "speaker_id", "notes"]
+    search_fields = ["name", "speaker_id", "notes", "sanity_id"]
     # Explicit: Meta.ordering is dropped from the GROUP BY query the annotation makes (autocomplete pages).
     ordering = ["name"]
     fieldsets = [
         (None, {"fields": ["name", "engine", "speaker_id"]}),
         ("Zero-shot sample", {"fields": ["sample_audio", "sample_player", "sample_transcription"]}),
         (None, {"fields": ["notes"]}),
+        ("Machine", {"fields": ["sanity_id"]}),
     ]
-    readonly_fields = ["sample_player"]
+    readonly_fields = ["sample_player", "sanity_id"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_artists=Count("artists"))
@@ -57,8 +58,9 @@ class WardrobeAdmin(admin.ModelAdmin):
     list_display = ["preview_thumb", "name", "category", "lora_name"]
     list_display_links = ["preview_thumb", "name"]
     list_filter = ["category"]
-    search_fields = ["name"]
-    fields = ["name", "category", "preview", "comfy_payload"]
+    search_fields = ["name", "sanity_id"]
+    fields = ["name", "category", "preview", "comfy_payload", "sanity_id"]
+    readonly_fields = ["sanity_id"]
 
     @admin.display(description="")
     def preview_thumb(self, wardrobe):
@@ -75,7 +77,8 @@ class SourceAdmin(admin.ModelAdmin):
     # A typed "example.com/feed" becomes https://, the scheme Django 6 assumes too.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_filter = ["category"]
-    search_fields = ["name", "url", "instruction"]
+    search_fields = ["name", "url", "instruction", "sanity_id"]
+    readonly_fields = ["sanity_id"]
 
 
 class ArtistImageInline(admin.TabularInline):
@@ -106,14 +109,14 @@ class ArtistAdmin(ScopedAdmin):
     list_display_links = ["face_thumb", "stage_name"]
     list_filter = ["niche", "active"]
     list_select_related = ["voice"]
-    search_fields = ["stage_name", "slug", "persona"]
+    search_fields = ["stage_name", "slug", "persona", "sanity_id"]
     # Explicit: Meta.ordering is dropped from the GROUP BY query the annotation makes (autocomplete pages).
     ordering = ["stage_name"]
     prepopulated_fields = {"slug": ["stage_name"]}
     autocomplete_fields = ["voice"]
     filter_horizontal = ["allowed_wardrobes", "default_sources", "members"]
     inlines = [ArtistImageInline]
-    readonly_fields = ["face_preview", "related_links", "created_at", "updated_at"]
+    readonly_fields = ["face_preview", "related_links", "created_at", "updated_at", "sanity_id"]
     fieldsets = [
         (
             "🧬 DNA",
@@ -139,7 +142,7 @@ class ArtistAdmin(ScopedAdmin):
             },
         ),
         ("⚙️ Config", {"fields": ["voice", "allowed_wardrobes", "default_sources", "members"]}),
-        ("Work", {"fields": ["related_links", "created_at", "updated_at"]}),
+        ("Work", {"fields": ["related_links", "created_at", "updated_at", "sanity_id"]}),
     ]
 
     def get_queryset(self, request):

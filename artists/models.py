@@ -10,6 +10,12 @@ from mcn_site.lib.media import SquareImageValidator, VoiceSampleValidator, valid
 
 FACE_ANCHOR_MIN_SIDE = 512
 VOICE_SAMPLE_SECONDS = (3.0, 30.0)
+SANITY_ID_HELP = "The _id of the Sanity document this row was imported from (manage.py import_sanity)."
+
+
+def sanity_id_unique(name: str) -> models.UniqueConstraint:
+    """Re-imports find a row by its Sanity _id: at most one row per _id; rows made here have none."""
+    return models.UniqueConstraint(fields=["sanity_id"], condition=~Q(sanity_id=""), name=name)
 
 
 class Niche(models.TextChoices):
@@ -38,9 +44,11 @@ class Voice(models.Model):
         blank=True, help_text="The exact words spoken in the sample (zero-shot cloning needs them)."
     )
     notes = models.TextField(blank=True)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     class Meta:
         ordering = ["name"]
+        constraints = [sanity_id_unique("voice_sanity_id_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -71,9 +79,11 @@ class Wardrobe(models.Model):
         help_text='What ComfyUI needs, e.g. {"lora_name": "suit_v1.safetensors", '
         '"trigger_word": "navy blue suit", "strength": 0.8}.',
     )
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     class Meta:
         ordering = ["name"]
+        constraints = [sanity_id_unique("wardrobe_sanity_id_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -122,10 +132,12 @@ class Source(models.Model):
     url = models.URLField(max_length=500, help_text="http or https only.")
     instruction = models.TextField(blank=True, help_text="What the director should focus on in this source.")
     max_items = models.PositiveSmallIntegerField(default=5)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            sanity_id_unique("source_sanity_id_unique"),
             models.CheckConstraint(
                 condition=Q(url__startswith="http://") | Q(url__startswith="https://"), name="source_url_http"
             ),
@@ -184,11 +196,13 @@ class Artist(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     objects = ArtistQuerySet.as_manager()
 
     class Meta:
         ordering = ["stage_name"]
+        constraints = [sanity_id_unique("artist_sanity_id_unique")]
 
     def __str__(self) -> str:
         return self.stage_name

@@ -5,17 +5,22 @@ Measures, for each layer against the same Redis in the same run:
 - paced latency: one message at a time, group_send -> receive, p50/p95.
 
     .venv/bin/python bench/realtime_layers.py [--clients 50] [--burst 300] [--paced 200] [--redis URL]
+    .venv/bin/python bench/realtime_layers.py --smoke      # 2 clients, 5 messages (CI)
+
+--write-docs: also put the table in docs/benchmarks.md (the LAYERS block).
 """
 
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 
+import channels_redis
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from harness import Series, machine, table, write_docs
 
 LAYERS = {"core (capacity 100)": RedisChannelLayer, "pubsub": RedisPubSubChannelLayer}
 
@@ -67,19 +72,29 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--paced", type=int, default=200)
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8"))
+    parser.add_argument("--smoke", action="store_true", help="2 clients, 5 messages: only checks that it runs")
+    parser.add_argument("--write-docs", action="store_true", help="put the table in docs/benchmarks.md")
     args = parser.parse_args()
-    print(
-        f"| layer | delivered, 1 client x {args.burst} burst | delivered, {args.clients} clients x {args.burst} "
-        f"burst | paced p50 ms | paced p95 ms |"
-    )
-    print("|---|---|---|---|---|")
+    if args.smoke:
+        args.clients, args.burst, args.paced = 2, 5, 5
+    rows = []
     for name, layer_cls in LAYERS.items():
         one = asyncio.run(burst(layer_cls, args.redis, 1, args.burst))
         many = asyncio.run(burst(layer_cls, args.redis, args.clients, args.burst))
-        lat = sorted(asyncio.run(paced(layer_cls, args.redis, args.paced)))
-        p95 = lat[int(0.95 * (len(lat) - 1))]
-        print(f"| {name} | {one:.1%} | {many:.1%} | {statistics.median(lat):.2f} | {p95:.2f} |")
+        latency = Series(name, asyncio.run(paced(layer_cls, args.redis, args.paced)))
+        rows.append([name, f"{one:.1%}", f"{many:.1%}", f"{latency.median:.2f}", f"{latency.percentile(0.95):.2f}"])
+    headers = [
+        "layer",
+        f"delivered, 1 client x {args.burst} burst",
+        f"delivered, {args.clients} clients x {args.burst} burst",
+        "paced p50 ms",
+        "paced p95 ms",
+    ]
+    body = f"{machine(**{'channels-redis': channels_redis.__version__})}\n\n{table(headers, rows)}"
+    print(body)
+    if args.write_docs:
+        write_docs("LAYERS", body)
     return 0
 
 

@@ -16,9 +16,6 @@ repeated, times:
 import argparse
 import dataclasses
 import math
-import os
-import platform
-import re
 import statistics
 import struct
 import subprocess
@@ -28,12 +25,9 @@ import time
 import wave
 from pathlib import Path
 
-import django
+from harness import Series, interleave, machine, setup_django, table, write_docs
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcn_site.settings")
-django.setup()
+setup_django()
 
 from PIL import Image, ImageDraw  # noqa: E402
 
@@ -49,7 +43,6 @@ LINES = [
     "我们先尝一口，真的很香",
     "下一站，去江边散散步",
 ]
-DOC_BEGIN, DOC_END = "<!-- B7:begin -->", "<!-- B7:end -->"
 
 
 def make_picture(path: Path, index: int, size: tuple[int, int]) -> Path:
@@ -157,10 +150,7 @@ def own_work_ms(edit: Edit, work: Path, runs: int = 20) -> float:
 def versions() -> str:
     ffmpeg = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout  # noqa: S603
     ffmpeg_version = ffmpeg.split("\n", 1)[0].split(" Copyright")[0]
-    return (
-        f"{platform.machine()}, {os.cpu_count()} vCPU, Python {platform.python_version()}, "
-        f"{ffmpeg_version} (imageio-ffmpeg), font {fonts.font_family(fonts.cjk_font())}"
-    )
+    return f"{machine()}, {ffmpeg_version} (imageio-ffmpeg), font {fonts.font_family(fonts.cjk_font())}"
 
 
 def main() -> int:
@@ -179,44 +169,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         work = Path(tmp)
         edit = build_edit(work, seconds=args.seconds, shots=args.shots, width=args.width, height=args.height)
-        times: dict[str, list[float]] = {"baseline": [], "ours": []}
-        for repeat in range(args.repeats):
-            # Alternate which goes first, so a machine that speeds up or slows down favours neither.
-            order = ["baseline", "ours"] if repeat % 2 == 0 else ["ours", "baseline"]
-            for name in order:
-                times[name].append(run_baseline(edit, work) if name == "baseline" else run_ours(edit, work))
-            print(f"repeat {repeat + 1}: baseline {times['baseline'][-1]:.2f} s, ours {times['ours'][-1]:.2f} s")
+        # Interleaved, alternating which goes first: a machine that speeds up or slows down favours neither.
+        series = interleave(
+            {"baseline": lambda: run_baseline(edit, work), "ours": lambda: run_ours(edit, work)}, repeats=args.repeats
+        )
         own = own_work_ms(edit, work)
 
-    base, ours = times["baseline"], times["ours"]
+    base, ours = series["baseline"], series["ours"]
+
+    def seconds(s: Series) -> list:
+        return [len(s.samples), f"{s.min:.2f}", f"{s.median:.2f}", f"{s.max:.2f}"]
+
     rows = [
-        "| what | runs | min s | median s | max s | ratio of medians | ratio of minimums |",
-        "|---|---|---|---|---|---|---|",
-        f"| raw ffmpeg, the same argv (baseline) | {len(base)} | {min(base):.2f} | {statistics.median(base):.2f} "
-        f"| {max(base):.2f} | 1.00 | 1.00 |",
-        f"| `assemble()` | {len(ours)} | {min(ours):.2f} | {statistics.median(ours):.2f} | {max(ours):.2f} "
-        f"| {statistics.median(ours) / statistics.median(base):.3f} | {min(ours) / min(base):.3f} |",
-        f"| of which `assemble()`'s own work (checks, captions, font link, argv) | 20 | {own:.1f} ms | | | | |",
+        ["raw ffmpeg, the same argv (baseline)", *seconds(base), "1.00", "1.00"],
+        ["`assemble()`", *seconds(ours), f"{ours.median / base.median:.3f}", f"{ours.min / base.min:.3f}"],
+        ["of which `assemble()`'s own work (checks, captions, font link, argv)", 20, f"{own:.1f} ms", "", "", "", ""],
     ]
+    headers = ["what", "runs", "min s", "median s", "max s", "ratio of medians", "ratio of minimums"]
     header = (
         f"{args.seconds:g} s, {args.width}x{args.height} at 30 fps, {args.shots} shots, voice + captions + music; "
         f"{versions()}"
     )
-    print(header)
-    print("\n".join(rows))
+    body = header + "\n\n" + table(headers, rows)
+    print(body)
     if args.write_docs:
-        write_docs(header, rows, sys.argv[1:])
+        write_docs("B7", body)
     return 0
-
-
-def write_docs(header: str, rows: list[str], argv: list[str]) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text(encoding="utf-8")
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise SystemExit(f"{doc} has no {DOC_BEGIN} ... {DOC_END} block to fill")
-    command = " ".join([".venv/bin/python bench/render_assembly.py", *[a for a in argv if a != "--write-docs"]])
-    block = "\n".join([DOC_BEGIN, "```sh", command, "```", "", header, "", *rows, DOC_END])
-    doc.write_text(re.sub(f"{DOC_BEGIN}.*?{DOC_END}", lambda _: block, text, flags=re.DOTALL), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -19,28 +19,17 @@ and once, at the end, a tick when all N are due at the same minute.
 """
 
 import argparse
-import os
-import platform
 import random
-import re
-import statistics
 import sys
-import tempfile
 import time
 import zoneinfo
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcn_site.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ["DEBUG"] = "0"  # DEBUG keeps every query in memory: it would be measured too
+from harness import Series, interleave, machine, setup_django, table, throwaway_database, write_docs
 
-import django  # noqa: E402 - the environment above must be set first
+setup_django()
 
-django.setup()
-
+import django  # noqa: E402 - set up by the harness above
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
@@ -134,28 +123,31 @@ def queries(measure, count: int, due: int, due_ids: list[int]) -> int:
     return len(captured)
 
 
-def run(count: int, repeats: int) -> list[tuple[str, list[float], int]]:
+def run(count: int, repeats: int) -> list[tuple[Series, int]]:
     due = max(1, count // 100)
     due_ids = load(count, due)
     assert len(due_ids) == due
-    measures = [
-        (f"baseline: read the {count} active schedules in one query", baseline),
-        ("tick, nothing due", tick_idle),
-        (f"tick, {due} due at one minute ({due} posts)", tick_due),
-    ]
-    timings: dict[str, list[float]] = {name: [] for name, _ in measures}
+    measures = {
+        f"baseline: read the {count} active schedules in one query": baseline,
+        "tick, nothing due": tick_idle,
+        f"tick, {due} due at one minute ({due} posts)": tick_due,
+    }
     for _ in range(2):  # warm-up: caches, the slot engine's zone files, the first connection
-        for _name, measure in measures:
+        for measure in measures.values():
             reset(due_ids)
             measure(count, due)
-    for repeat in range(repeats):
-        shift = repeat % len(measures)  # interleaved, in a rotating order
-        for name, measure in measures[shift:] + measures[:shift]:
-            reset(due_ids)
+
+    def timed(measure):
+        def sample() -> float:
+            reset(due_ids)  # untimed: each measurement starts from the same state
             started = time.perf_counter()
             measure(count, due)
-            timings[name].append((time.perf_counter() - started) * 1000)
-    rows = [(name, timings[name], queries(measure, count, due, due_ids)) for name, measure in measures]
+            return (time.perf_counter() - started) * 1000
+
+        return sample
+
+    series = interleave({name: timed(measure) for name, measure in measures.items()}, repeats=repeats)
+    rows = [(series[name], queries(measure, count, due, due_ids)) for name, measure in measures.items()]
 
     # Once: every schedule due at the same minute (a rule edited en masse, or all set to one time).
     reset(due_ids)
@@ -167,35 +159,21 @@ def run(count: int, repeats: int) -> list[tuple[str, list[float], int]]:
     started = time.perf_counter()
     result = schedule_tick(now=SLOT, grace=GRACE)
     took = (time.perf_counter() - started) * 1000
-    rows.append((f"tick, all {count} due at one minute ({count} posts), 1 run", [took], 0))
+    rows.append((Series(f"tick, all {count} due at one minute ({count} posts), 1 run", [took]), 0))
     assert len(result.created) == count, result
     return rows
 
 
-def database() -> str:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SHOW server_version")
-            return f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
-        cursor.execute("SELECT sqlite_version()")
-        return f"SQLite {cursor.fetchone()[0]} (WAL)"
-
-
-def report(rows, count: int, repeats: int, engine: str) -> str:
-    base = statistics.median(rows[0][1])
-    lines = [
-        f"{count} active schedules, {repeats} interleaved repeats; {engine}, Python {platform.python_version()}, "
-        f"Django {django.get_version()}, {platform.machine()}, {os.cpu_count()} vCPU",
-        "",
-        "| measurement | min ms | median ms | max ms | median / baseline | queries |",
-        "|---|---|---|---|---|---|",
+def report(rows: list[tuple[Series, int]], count: int, repeats: int, engine: str) -> str:
+    base = rows[0][0].median
+    body = [
+        [s.name, f"{s.min:.1f}", f"{s.median:.1f}", f"{s.max:.1f}", f"{s.median / base:.2f}", n or "-"] for s, n in rows
     ]
-    for name, timing, query_count in rows:
-        lines.append(
-            f"| {name} | {min(timing):.1f} | {statistics.median(timing):.1f} | {max(timing):.1f} | "
-            f"{statistics.median(timing) / base:.2f} | {query_count or '-'} |"
-        )
-    return "\n".join(lines)
+    headers = ["measurement", "min ms", "median ms", "max ms", "median / baseline", "queries"]
+    header = (
+        f"{count} active schedules, {repeats} interleaved repeats; {engine}, {machine(Django=django.get_version())}"
+    )
+    return header + "\n\n" + table(headers, body)
 
 
 def main() -> int:
@@ -206,38 +184,13 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/benchmarks.md")
     args = parser.parse_args()
     count, repeats = (200, 2) if args.smoke else (args.schedules, args.repeats)
-
-    # A database of its own, never the one DATABASE_URL names (nor a test run's beside it).
-    with tempfile.TemporaryDirectory(prefix="mcn-bench-") as folder:  # SQLite's file and its -wal, -shm
-        test = connection.settings_dict.setdefault("TEST", {})
-        test["NAME"] = (
-            str(Path(folder) / "bench.sqlite3") if connection.vendor == "sqlite" else f"mcn_bench_{os.getpid()}"
-        )
-        old_name = connection.settings_dict["NAME"]
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            rows = run(count, repeats)
-            engine = database()
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
-    table = report(rows, count, repeats, engine)
-    print(table)
+    with throwaway_database() as engine:  # never the database DATABASE_URL names
+        rows = run(count, repeats)
+    text = report(rows, count, repeats, engine)
+    print(text)
     if args.write_docs:
-        write_docs(table, sys.argv[1:])
+        write_docs(f"B8 {connection.vendor}", text)
     return 0
-
-
-def write_docs(table: str, argv: list[str]) -> None:
-    begin, end = f"<!-- B8 {connection.vendor}:begin -->", f"<!-- B8 {connection.vendor}:end -->"
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        raise SystemExit(f"{doc} has no {begin} ... {end} block to fill")
-    command = " ".join([".venv/bin/python bench/scheduler_tick.py", *[a for a in argv if a != "--write-docs"]])
-    if os.environ.get("DATABASE_URL"):
-        command = f"DATABASE_URL={os.environ['DATABASE_URL']} {command}"
-    block = "\n".join([begin, "```sh", command, "```", "", table, end])
-    doc.write_text(re.sub(f"{begin}.*?{end}", lambda _: block, text, flags=re.DOTALL), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,18 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timesince import timesince
 
-from factory import preflight, services
+from factory import preflight, selectors, services
 from factory.comfyui import ComfyUIError
 from factory.execution import client_for
 from factory.models import GpuWorker, Job, JobEvent, JobOutput, JobStatus, Lane, WorkflowTemplate
@@ -471,7 +472,7 @@ class WorkflowTemplateForm(AdminModelForm):
 
     class Meta:
         model = WorkflowTemplate
-        fields = ["name", "description", "active", "workflow", "placeholders"]
+        fields = ["name", "description", "active", "gpu_pool", "workflow", "placeholders"]
         widgets = {"description": forms.Textarea(attrs={"rows": 3, "cols": 100})}
 
     def clean(self):
@@ -487,9 +488,18 @@ class WorkflowTemplateForm(AdminModelForm):
 class WorkflowTemplateAdmin(admin.ModelAdmin):
     empty_value_display = "–"
     form = WorkflowTemplateForm
-    list_display = ["name", "version", "active", "node_count", "placeholder_keys", "job_count", "created_at"]
+    list_display = [
+        "name",
+        "version",
+        "active",
+        "gpu_pool",
+        "node_count",
+        "placeholder_keys",
+        "job_count",
+        "created_at",
+    ]
     list_display_links = ["name", "version"]
-    list_filter = ["active"]
+    list_filter = ["active", "gpu_pool"]
     search_fields = ["name"]
     # Explicit: Meta.ordering is dropped from the GROUP BY query the job count makes.
     ordering = ["name", "-version"]
@@ -500,9 +510,9 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # the version is the next free one for the name (factory.services.template_import)
-            return [(None, {"fields": ["name", "description", "workflow", "placeholders"]})]
+            return [(None, {"fields": ["name", "description", "gpu_pool", "workflow", "placeholders"]})]
         return [
-            (None, {"fields": ["name", "version", "active", "description"]}),
+            (None, {"fields": ["name", "version", "active", "gpu_pool", "description"]}),
             ("Workflow", {"fields": ["workflow", "placeholders"]}),
             ("📊 Meta", {"fields": ["job_count", "created_by", "created_at"]}),
         ]
@@ -522,6 +532,7 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
             placeholders=obj.placeholders,
             description=obj.description,
             created_by=request.user,
+            gpu_pool=obj.gpu_pool,
         )
         form.instance = saved
         obj.pk, obj.version, obj.created_by, obj.created_at = (
@@ -675,3 +686,55 @@ class GpuWorkerAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             text,
             stale,
         )
+
+
+# --- ops status page --------------------------------------------------------------------
+
+WORKER_STATE_COLOURS = {selectors.LIVE: "#16a34a", selectors.STALE: "#d97706", selectors.GONE: "#6b7280"}
+
+
+def ops_status_view(request):
+    """/admin/factory/status/: workers and their GPUs, queue depths, throughput, the oldest queued job.
+
+    Mounted in mcn_site.urls behind admin_view (staff login); the jobs' view permission decides who
+    sees it (ops). The page reloads itself every 15 s.
+    """
+    if not request.user.has_perm("factory.view_job"):
+        raise PermissionDenied
+    snapshot = selectors.ops_snapshot(now=timezone.now())
+    columns = GpuWorkerAdmin(GpuWorker, admin.site)  # the GPU worker list's renderers, reused
+    workers = [
+        {
+            "name": status.worker.name,
+            "server": columns.server(status.worker),
+            "queues": ", ".join(status.queues) or "–",
+            "state": badge(status.state, WORKER_STATE_COLOURS[status.state]),
+            "comfyui": columns.reachable(status.worker),
+            "device": columns.device(status.worker),
+            "vram": vram_bar(status.worker),
+            "free": f"{status.worker.vram_free / GIB:.1f} GiB free" if status.worker.vram_free is not None else "",
+            "job": columns.current_job_link(status.worker),
+            "last_seen": f"{duration_text(status.seconds_since_seen)} ago"
+            if status.seconds_since_seen < 86400
+            else f"{timesince(status.worker.last_seen_at, snapshot.now)} ago",
+        }
+        for status in snapshot.workers
+    ]
+    oldest = snapshot.oldest_queued
+    context = {
+        **admin.site.each_context(request),
+        **rq_dashboard_context(request),
+        "title": "Factory status",
+        "snapshot": snapshot,
+        "workers": workers,
+        "jobs_url": reverse("admin:factory_job_changelist"),
+        "workers_url": reverse("admin:factory_gpuworker_changelist"),
+        "failure_percent": None
+        if snapshot.failure_rate_last_day is None
+        else f"{100 * snapshot.failure_rate_last_day:.1f}",
+        "oldest": oldest,
+        "oldest_age": duration_text(snapshot.oldest_queued_age.total_seconds()) if oldest else "",
+        "oldest_url": reverse("admin:factory_job_change", args=[oldest.pk]) if oldest else "",
+        "live_seconds": 3 * settings.FACTORY_HEARTBEAT_SECONDS,
+    }
+    return TemplateResponse(request, "admin/factory/status.html", context)

@@ -3,9 +3,10 @@
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 from factory.render import RenderFailed, ffmpeg_binary
 from mcn_site.lib.fonts import cjk_font
@@ -91,3 +92,36 @@ def check_render_tools(app_configs, **kwargs):
                 )
             )
     return problems
+
+
+@register(Tags.database)
+def check_gpu_pools(app_configs, databases=None, **kwargs):
+    """An active template whose GPU pool is not declared could never run: its queue does not exist.
+
+    A database check: `manage.py migrate` runs it on every deploy, and `manage.py check --database default`.
+    """
+    from factory.models import WorkflowTemplate
+    from factory.queues import pool_problem
+
+    if not databases or "default" not in databases:
+        return []
+    try:
+        used = set(
+            WorkflowTemplate.objects.filter(active=True).order_by().values_list("gpu_pool", flat=True).distinct()
+        )
+    except DatabaseError:  # not migrated yet: nothing to check
+        return []
+    errors = []
+    for pool in sorted(used):
+        problem = pool_problem(pool)
+        if problem:
+            names = WorkflowTemplate.objects.filter(active=True, gpu_pool=pool).values_list("name", flat=True)
+            errors.append(
+                Error(
+                    f"Active workflow templates use GPU pool “{pool}”, which is not declared: "
+                    f"{', '.join(sorted(set(names)))}.",
+                    hint=problem,
+                    id="factory.E009",
+                )
+            )
+    return errors

@@ -303,6 +303,9 @@ class ComfyUIClient:
                     with contextlib.suppress(Exception):
                         socket.close()
                     socket = None  # reopened at the next poll
+                    # What went on while it was down is unknown: the stall clock starts again when the new
+                    # socket speaks, or a socket that keeps dropping gets a healthy prompt interrupted.
+                    heard = False
                     continue
                 if socket is None:
                     time.sleep(wait_for)

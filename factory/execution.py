@@ -6,6 +6,8 @@ a prompt id is stored before submitting, and any re-run first asks ComfyUI
 where that prompt stands (/history, /queue).
 """
 
+import contextlib
+import errno
 import hashlib
 import logging
 import mimetypes
@@ -42,6 +44,23 @@ class GaveUp(PromptLost):
     """Out of attempts: the prompt was lost too often."""
 
 
+class OutputNotSaved(Exception):
+    """An output could not be written under MEDIA_ROOT (disk full, quota, I/O error): retried later."""
+
+    def __init__(self, message: str, *, details: dict):
+        super().__init__(message)
+        self.message, self.details = message, details
+
+
+# How a failed write reads to a producer; anything else shows the system's own words.
+WRITE_ERRORS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+    errno.EROFS: "the disk is read-only",
+}
+
+
 _CLIENTS: dict[str, ComfyUIClient] = {}
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the row (the final state is never throttled)
 
@@ -52,6 +71,7 @@ def worker_name() -> str:
 
 def client_for(base_url: str) -> ComfyUIClient:
     """One client per server per process (building an httpx client costs tens of ms)."""
+    base_url = base_url.rstrip("/")  # one key per server: "http://gpu:8188/" is "http://gpu:8188"
     if base_url not in _CLIENTS:
         _CLIENTS[base_url] = ComfyUIClient(
             base_url,
@@ -76,9 +96,18 @@ def run_comfyui_job(job_id: int, *, server_url: str | None = None) -> None:
     if job is None:
         log.info("job %s is not ours to run (finished, cancelled or running elsewhere)", job_id)
         return
-    client = client_for(job.server_url or server_url)
+    # New attempts go to this worker's own server. An earlier prompt is asked after where it was sent
+    # (job.server_url): a worker that died on another GPU machine may have left it running there.
+    client = client_for(server_url)
+    home = client_for(job.server_url) if job.prompt_id and job.server_url else client
     try:
-        _drive(job, client)
+        _drive(job, client, home=home)
+    except OutputNotSaved as error:
+        # The prompt's result stays in ComfyUI's history: the retry reconciles by prompt id and downloads
+        # again, once there is room, without running the workflow a second time.
+        services.job_wait_and_retry(
+            job_id=job_id, kind=ErrorKind.EXECUTION, message=error.message, details=error.details
+        )
     except (Unreachable, OSError) as error:
         services.job_wait_and_retry(
             job_id=job_id,
@@ -107,18 +136,20 @@ def run_comfyui_job(job_id: int, *, server_url: str | None = None) -> None:
         vram.release(client, mode=settings.FACTORY_FREE_AFTER_JOB)
 
 
-def _drive(job: Job, client: ComfyUIClient) -> None:
-    """Reconcile any earlier attempt, then submit new attempts until one succeeds or a rule stops us."""
+def _drive(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
+    """Reconcile any earlier attempt (on `home`, where it was sent), then submit new attempts to
+    `client` (this worker's server) until one succeeds or a rule stops us."""
     oom_retried = stall_retried = False
     entry = None
     resume = job.prompt_id  # an earlier attempt's prompt: a killed worker's, or a submit in doubt
     while entry is None:
+        server = client
         try:
             if resume:
                 # Inside the loop: what became of the earlier prompt (OOM, stall, lost) is handled
                 # as it would have been had we watched it ourselves.
-                prompt_id, resume = resume, ""
-                entry = _resume(job, client, prompt_id)
+                prompt_id, resume, server = resume, "", home
+                entry = _resume(job, home, prompt_id, own=client)
             else:
                 entry = _attempt(job, client)
         except OutOfMemory as error:
@@ -127,7 +158,7 @@ def _drive(job: Job, client: ComfyUIClient) -> None:
                     f"{error.message} Retried once after freeing memory.", details=error.details
                 ) from None
             oom_retried = True
-            client.free(unload_models=True, free_memory=True)
+            server.free(unload_models=True, free_memory=True)
         except Stalled as error:
             if stall_retried or services.job_is_cancel_requested(job_id=job.pk):
                 raise
@@ -137,12 +168,23 @@ def _drive(job: Job, client: ComfyUIClient) -> None:
             raise
         except PromptLost:
             log.warning("job %s: prompt lost on the server; new attempt", job.pk)
-    _collect(job, client, entry)
+    _collect(job, server, entry)
 
 
-def _resume(job: Job, client: ComfyUIClient, prompt_id: str) -> dict | None:
-    """Reconcile with a prompt submitted before: its result, or None when the server no longer has it."""
-    where = client.locate(prompt_id)
+def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClient) -> dict | None:
+    """Reconcile with a prompt submitted before: its result, or None when the server no longer has it.
+
+    The prompt's server is another GPU machine that does not answer (it went down with its worker):
+    the prompt is given up and the job goes on with a new attempt on this worker's own server.
+    Its own server not answering is the usual wait-and-retry.
+    """
+    try:
+        where = client.locate(prompt_id)
+    except Unreachable:
+        if client is own:
+            raise
+        services.job_abandon_prompt(job_id=job.pk, prompt_id=prompt_id, server_url=client.base_url)
+        return None
     log.info("job %s: prompt %s is %s on the server", job.pk, prompt_id, where.state)
     if where.state == "done":
         try:
@@ -232,24 +274,40 @@ def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:
 
 
 def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int) -> None:
-    """Download into MEDIA_ROOT atomically (tmp + fsync + rename); a re-run keeps what is there."""
+    """Download into MEDIA_ROOT atomically (tmp + fsync + rename); a re-run keeps what is there.
+
+    A failed or interrupted download leaves no file behind: the final name appears only complete (rename),
+    and the .tmp is removed on any error. A write error raises OutputNotSaved.
+    """
     suffix = Path(output.filename).suffix.lower() or ".bin"
     stored_name = f"factory/{job.pk}/{attempt}/{output.node_id}-{output.index}{suffix}"
     final = Path(settings.MEDIA_ROOT) / stored_name
     if not final.exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(final.name + ".tmp")
         digest = hashlib.sha256()
-        with open(tmp, "wb") as handle:
-            for chunk in client.download(output):
-                handle.write(chunk)
-                digest.update(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # "wb" truncates a .tmp left by a worker killed mid-download: this one starts from byte 0.
+            with open(tmp, "wb") as handle, contextlib.closing(_touching(job, client.download(output))) as chunks:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    digest.update(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            reason = WRITE_ERRORS.get(error.errno) or error.strerror or type(error).__name__
+            raise OutputNotSaved(
+                f"Saving output failed: {reason}.",
+                details={"file": stored_name, "error": f"{type(error).__name__}: {error}"},
+            ) from error
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the download broke off: no half-written file stays behind
+            raise
         sha256 = digest.hexdigest()
     else:
-        sha256 = hashlib.sha256(final.read_bytes()).hexdigest()
+        sha256 = _sha256_of(final)
     services.job_record_output(
         job_id=job.pk,
         attempt=attempt,
@@ -261,3 +319,25 @@ def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int)
         sha256=sha256,
         content_type=mimetypes.guess_type(output.filename)[0] or "application/octet-stream",
     )
+
+
+def _touching(job: Job, chunks):
+    """Pass the chunks through, touching the row every second: a long download (a large video) must not
+    look like a dead worker to the reconciler, which would ring a second worker onto the same .tmp."""
+    last_touch = time.monotonic()
+    try:
+        for chunk in chunks:
+            yield chunk
+            if time.monotonic() - last_touch >= 1.0:
+                last_touch = time.monotonic()
+                services.job_touch(job_id=job.pk)
+    finally:
+        chunks.close()  # ends the HTTP response now, not when the traceback lets go of it
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -35,6 +35,13 @@ class WorkflowTemplate(models.Model):
         help_text='Declared parameters: {"SEED": {"type": "int", "default": 0}, "PROMPT": {"type": "string"}}.',
     )
     active = models.BooleanField(default=True)
+    gpu_pool = models.SlugField(
+        max_length=50,
+        blank=True,
+        verbose_name="GPU pool",
+        help_text="Which GPU machines run it: blank for the default pool, or a pool declared in MCN_GPU_POOLS "
+        "(e.g. video, for workflows that need the 48 GB cards). Its workers run `run_gpu_worker --pool <name>`.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -50,9 +57,14 @@ class WorkflowTemplate(models.Model):
         return f"{self.name} v{self.version}"
 
     def clean(self) -> None:
+        from factory.queues import pool_problem  # factory.queues imports this module
+
         problems = template_problems(self.workflow, self.placeholders)
         if problems:
             raise ValidationError(problems)
+        problem = pool_problem(self.gpu_pool)
+        if problem:
+            raise ValidationError({"gpu_pool": problem})
 
 
 class JobKind(models.TextChoices):

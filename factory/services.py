@@ -8,13 +8,14 @@ nothing), every change leaves a JobEvent, and the rq doorbell and the
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from factory import queues
@@ -66,6 +67,13 @@ def _announce(job_id: int, event: str = "status") -> None:
     transaction.on_commit(send)
 
 
+# What job_payload reads (a query for it needs no more).
+PAYLOAD_FIELDS = [
+    *("subject", "status", "error_kind", "error_message"),
+    *("progress_node", "progress_value", "progress_max", "progress_percent"),
+]
+
+
 def job_payload(job: Job, *, event: str) -> dict:
     return {
         "job_id": job.pk,
@@ -82,16 +90,39 @@ def job_payload(job: Job, *, event: str) -> dict:
     }
 
 
-def _ring_after_commit(job: Job, *, delay_seconds: float = 0) -> None:
+def _ring_after_commit(job: Job, *, delay_seconds: float = 0, at_front: bool = False) -> None:
     job_id, queue = job.pk, queues.queue_name(job)
 
     def ring():
-        rq_id = queues.ring(job_id, queue=queue, delay_seconds=delay_seconds)
+        rq_id = queues.ring(job_id, queue=queue, delay_seconds=delay_seconds, at_front=at_front)
         Job.objects.filter(pk=job_id).update(rq_job_id=rq_id)
 
     # robust: Redis down after the row committed must not turn the caller's request into a 500;
     # the reconciler rings the job again once Redis is back.
     transaction.on_commit(ring, robust=True)
+
+
+def _ring_many_after_commit(jobs: list[Job]) -> None:
+    """_ring_after_commit for new jobs queued together, in one Redis pipeline.
+
+    Their rq ids were minted with the rows (jobs_enqueue), so nothing is written back: a ring lost
+    with Redis leaves an id rq does not know, which the reconciler treats as no doorbell at all.
+    """
+    rings = [(job.pk, queues.queue_name(job), job.rq_job_id) for job in jobs]
+    transaction.on_commit(lambda: queues.ring_many(rings), robust=True)  # robust: as in _ring_after_commit
+
+
+def _announce_many(job_ids: list[int]) -> None:
+    """_announce for jobs queued together: read back in one query after commit, then one signal each."""
+
+    def send():
+        for job in Job.objects.filter(pk__in=job_ids).order_by("pk"):
+            try:
+                job_changed.send(sender=Job, **job_payload(job, event="status"))
+            except Exception:  # a subscriber's failure must never break the job itself
+                log.exception("job_changed receiver failed for job %s", job.pk)
+
+    transaction.on_commit(send)
 
 
 # --- what callers use ------------------------------------------------------------------
@@ -140,7 +171,83 @@ def validate_params(template: WorkflowTemplate, params: dict, overrides: dict | 
     return values
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """One job for jobs_enqueue: a ComfyUI job names its template, a CPU job (llm, tts, render) its kind."""
+
+    params: dict
+    subject: str = ""
+    template: WorkflowTemplate | None = None
+    kind: str = JobKind.COMFYUI
+    lane: str = Lane.NORMAL
+    overrides: dict | None = None
+    max_attempts: int | None = None
+
+
+def _unsaved_job(request: JobRequest, *, created_by, now) -> Job:
+    """The row a request makes, after every check (a ValidationError before anything is saved)."""
+    if request.template is None:
+        if request.kind == JobKind.COMFYUI or request.kind not in JobKind.values:
+            raise ValidationError({"kind": f"“{request.kind}” is not a CPU job kind."})
+        return Job(
+            kind=request.kind,
+            params=request.params,
+            subject=request.subject,
+            created_by=created_by,
+            max_attempts=1,
+            queued_at=now,
+        )
+    template = request.template
+    if request.lane not in Lane.values:
+        raise ValidationError({"lane": f"Lane must be one of {', '.join(Lane.values)}."})
+    pool_problem = queues.pool_problem(template.gpu_pool)
+    if pool_problem:  # the template was saved while its pool was declared; its queue is gone now
+        raise ValidationError({"template": f"{template} cannot run: {pool_problem}"})
+    validate_params(template, request.params, request.overrides)
+    return Job(
+        kind=JobKind.COMFYUI,
+        template=template,
+        params=request.params,
+        overrides=request.overrides or {},
+        subject=request.subject,
+        lane=request.lane,
+        created_by=created_by,
+        max_attempts=request.max_attempts or settings.FACTORY_MAX_ATTEMPTS,
+        queued_at=now,
+    )
+
+
 @transaction.atomic
+def jobs_enqueue(*, requests: list[JobRequest], created_by=None) -> list[Job]:
+    """Queue several jobs at once; returns them in the order asked. All or nothing: a bad request raises
+    before any row is saved.
+
+    The same rows, events, rings and announcements as job_enqueue / job_enqueue_task one by one, in a
+    few statements (one INSERT for the jobs, one for their events) and one Redis pipeline after commit:
+    approving a post queues a voice and a picture per shot (bench B9).
+    """
+    now = timezone.now()
+    jobs = [_unsaved_job(request, created_by=created_by, now=now) for request in requests]
+    for job in jobs:
+        job.rq_job_id = str(uuid.uuid4())  # the doorbell's id, given to rq after commit (_ring_many_after_commit)
+    jobs = Job.objects.bulk_create(jobs)
+    JobEvent.objects.bulk_create(
+        JobEvent(
+            job_id=job.pk,
+            kind="queued",
+            message=f"Queued in the {job.lane} lane.",
+            data={"template": str(job.template)},
+        )
+        if job.kind == JobKind.COMFYUI
+        else JobEvent(job_id=job.pk, kind="queued", message=f"Queued ({JobKind(job.kind).label}).", data={})
+        for job in jobs
+    )
+    if jobs:
+        _ring_many_after_commit(jobs)
+        _announce_many([job.pk for job in jobs])
+    return jobs
+
+
 def job_enqueue(
     *,
     template: WorkflowTemplate | str,
@@ -154,43 +261,15 @@ def job_enqueue(
     """Queue a ComfyUI job; the worker is rung after commit. Bad parameters raise before anything is saved."""
     if isinstance(template, str):
         template = template_latest(template)
-    if lane not in Lane.values:
-        raise ValidationError({"lane": f"Lane must be one of {', '.join(Lane.values)}."})
-    validate_params(template, params, overrides)
-    job = Job.objects.create(
-        kind=JobKind.COMFYUI,
-        template=template,
-        params=params,
-        overrides=overrides or {},
-        subject=subject,
-        lane=lane,
-        created_by=created_by,
-        max_attempts=max_attempts or settings.FACTORY_MAX_ATTEMPTS,
-        queued_at=timezone.now(),
+    request = JobRequest(
+        params=params, subject=subject, template=template, lane=lane, overrides=overrides, max_attempts=max_attempts
     )
-    _event(job.pk, "queued", f"Queued in the {lane} lane.", template=str(template))
-    _ring_after_commit(job)
-    _announce(job.pk)
-    return job
+    return jobs_enqueue(requests=[request], created_by=created_by)[0]
 
 
-@transaction.atomic
 def job_enqueue_task(*, kind: str, params: dict, subject: str = "", created_by=None) -> Job:
     """Queue a CPU job (llm, tts, render) run by the runner its kind registered in factory.runners."""
-    if kind == JobKind.COMFYUI or kind not in JobKind.values:
-        raise ValidationError({"kind": f"“{kind}” is not a CPU job kind."})
-    job = Job.objects.create(
-        kind=kind,
-        params=params,
-        subject=subject,
-        created_by=created_by,
-        max_attempts=1,
-        queued_at=timezone.now(),
-    )
-    _event(job.pk, "queued", f"Queued ({JobKind(kind).label}).")
-    _ring_after_commit(job)
-    _announce(job.pk)
-    return job
+    return jobs_enqueue(requests=[JobRequest(params=params, subject=subject, kind=kind)], created_by=created_by)[0]
 
 
 @transaction.atomic
@@ -267,8 +346,12 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
     now = timezone.now()
     claim = {"status": JobStatus.RUNNING, "worker_name": worker_name, "heartbeat_at": now}
     # Race: two workers (or a re-delivered rq job) start the same row; one UPDATE wins.
+    # server_url says where the stored prompt was sent: a job back in the queue with a prompt in
+    # doubt (its reply was lost) keeps it, so whichever worker claims it asks that server first.
     if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
-        started_at=now, server_url=server_url, **claim
+        started_at=now,
+        server_url=Case(When(prompt_id="", then=Value(server_url)), default=F("server_url")),
+        **claim,
     ):
         _event(job_id, "started", f"Started on {worker_name}.", server=server_url)
     elif Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=stale_before(now)).update(**claim):
@@ -310,6 +393,28 @@ def job_begin_attempt(*, job_id: int, server_url: str, workflow: dict) -> str | 
     return prompt_id
 
 
+@transaction.atomic
+def job_abandon_prompt(*, job_id: int, prompt_id: str, server_url: str) -> bool:
+    """Give up the stored prompt: its GPU server (another machine) does not answer.
+
+    The job keeps running on the calling worker, whose next attempt mints a new prompt id,
+    so nothing that prompt might still make is ever taken for this job's. False if the row moved on.
+    """
+    # Race: only the worker that holds the job (status running, this prompt) may let the prompt go.
+    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, prompt_id=prompt_id).update(
+        heartbeat_at=timezone.now()
+    ):
+        return False
+    _event(
+        job_id,
+        "prompt_abandoned",
+        f"Prompt {prompt_id} was on {server_url}, which does not answer; running it again here.",
+        prompt_id=prompt_id,
+        server=server_url,
+    )
+    return True
+
+
 def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: float) -> None:
     """Record progress (the caller throttles) and count it as a heartbeat."""
     Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
@@ -319,7 +424,8 @@ def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: f
         progress_percent=min(100.0, max(0.0, percent)),
         heartbeat_at=timezone.now(),
     )
-    job = Job.objects.filter(pk=job_id).first()
+    # Only what job_payload reads: the row's JSON (workflow, params) would be parsed on every push (bench B4).
+    job = Job.objects.only(*PAYLOAD_FIELDS).filter(pk=job_id).first()
     if job is not None:
         try:
             job_changed.send(sender=Job, **job_payload(job, event="progress"))
@@ -438,19 +544,62 @@ def job_wait_and_retry(*, job_id: int, kind: str, message: str, details: dict | 
     return True
 
 
+@transaction.atomic
+def job_worker_lost(*, job_id: int, worker_name: str, reason: str) -> bool:
+    """The process running the job died under it (its rq work horse was killed): queue it again at once.
+
+    Only the claim of that process moves (status running under `worker_name`): a row the reconciler
+    already handed on, or one that finished, is left alone. A job whose process died
+    FACTORY_MAX_ATTEMPTS times fails as lost (a poison pill must not loop). True if queued again.
+    """
+    # Race: the reconciler may take the row over at the same moment; the conditional UPDATEs decide.
+    held = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker_name=worker_name)
+    deaths = JobEvent.objects.filter(job_id=job_id, kind__in=["worker_lost", "taken_over"]).count() + 1
+    if deaths >= settings.FACTORY_MAX_ATTEMPTS:
+        if held.exists():
+            job_fail(
+                job_id=job_id,
+                kind=ErrorKind.LOST,
+                message=f"Failed: its worker died {deaths} times ({reason}; see the worker logs).",
+            )
+        return False
+    text = f"Worker lost ({reason}); running it again ({deaths}/{settings.FACTORY_MAX_ATTEMPTS - 1})."
+    requeued = held.update(
+        status=JobStatus.QUEUED,
+        error_kind=ErrorKind.LOST,
+        error_message=text,
+        heartbeat_at=None,
+        queued_at=timezone.now(),
+    )
+    if not requeued:
+        return False
+    _event(job_id, "worker_lost", text, reason=reason, worker=worker_name)
+    _ring_after_commit(Job.objects.select_related("template").get(pk=job_id), at_front=True)
+    _announce(job_id)
+    return True
+
+
 def jobs_needing_a_ring(*, now=None) -> list[Job]:
     """Jobs the reconciler must ring again: running with a silent worker, or queued too long ago."""
     now = now or timezone.now()
-    return list(Job.objects.unfinished().filter(queued_at__lt=now).stalled(before=stale_before(now)))
+    stalled = Job.objects.unfinished().filter(queued_at__lt=now).stalled(before=stale_before(now))
+    # Only what reconciling reads (queue_name: kind, lane, the template's GPU pool): a backlog of
+    # thousands would otherwise decode every row's JSON and its template's whole workflow.
+    fields = ["kind", "status", "lane", "rq_job_id", "template__gpu_pool"]
+    return list(stalled.select_related("template").only(*fields))
 
 
 def job_reconcile(*, job: Job, rq_job_alive: bool) -> bool:
-    """Re-ring a job whose doorbell was lost (Redis restarted) or whose worker died. True if rung."""
+    """Re-ring a job whose doorbell was lost (Redis restarted) or whose worker died. True if rung.
+
+    A running job (its worker died mid-prompt) is rung at the front of its pool's queue: its prompt
+    may still be running on the GPU server, and the next free worker of the pool re-attaches to it.
+    """
     if job.status in TERMINAL_STATUSES or rq_job_alive:
         return False
     with transaction.atomic():
         _event(job.pk, "reconciled", "Its worker or queue entry was lost; queued again.")
-        _ring_after_commit(job)
+        _ring_after_commit(job, at_front=job.status == JobStatus.RUNNING)
     return True
 
 
@@ -461,21 +610,36 @@ def reconcile_once(*, now=None) -> list[int]:
     a re-rung job that is in fact fine finds its row claimed and does nothing.
     """
     rung = []
-    for job in jobs_needing_a_ring(now=now):
-        alive = job.status == JobStatus.QUEUED and queues.rq_job_alive(job.rq_job_id)
+    jobs = jobs_needing_a_ring(now=now)
+    alive_ids = queues.rq_jobs_alive([job.rq_job_id for job in jobs if job.status == JobStatus.QUEUED])
+    for job in jobs:
+        alive = job.status == JobStatus.QUEUED and job.rq_job_id in alive_ids
         if job_reconcile(job=job, rq_job_alive=alive):
             rung.append(job.pk)
+    # rq marks a job abandoned when its worker or Redis died mid-run, though a later run may have finished it.
+    queues.forget_failed_entries(succeeded=_succeeded_ids)
     return rung
+
+
+def _succeeded_ids(ids: list[int]) -> set[int]:
+    return set(Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).values_list("pk", flat=True))
 
 
 @transaction.atomic
 def template_import(
-    *, name: str, workflow, placeholders: dict | None = None, description: str = "", created_by=None
+    *,
+    name: str,
+    workflow,
+    placeholders: dict | None = None,
+    description: str = "",
+    created_by=None,
+    gpu_pool: str | None = None,
 ) -> WorkflowTemplate:
     """Save a workflow as the next version of template `name`.
 
     Placeholder types are inferred from where each `{{KEY}}` stands, and any
     given in `placeholders` win. A UI-format export is refused with how to export the API format.
+    The GPU pool is the previous version's unless `gpu_pool` is given ("" = the default pool).
     """
     if is_ui_format(workflow):
         raise ValidationError(UI_FORMAT_HELP, code="ui_format")
@@ -499,6 +663,7 @@ def template_import(
         placeholders=declared,
         description=description,
         created_by=created_by,
+        gpu_pool=(latest.gpu_pool if latest else "") if gpu_pool is None else gpu_pool,
     )
     template.full_clean()
     template.save()

@@ -387,6 +387,9 @@ def run_tts(job: Job) -> None:
     stored_name = f"factory/tts/job-{job.pk}-{attempt}.wav"
     final = Path(settings.MEDIA_ROOT) / stored_name
     if not final.exists():  # a re-run after the rename (worker killed before recording) keeps the file
+        # A run killed mid-stream (its process SIGKILLed) left its half-written part; the row is ours now.
+        for leftover in final.parent.glob(f".{final.name}.*.part"):
+            leftover.unlink(missing_ok=True)
         client = CosyVoiceClient(
             base_url,
             timeout=getattr(settings, "COSYVOICE_TIMEOUT", 120),

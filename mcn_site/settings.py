@@ -6,6 +6,7 @@ environment values (see .env.example), never by another settings file.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key).")
     SECRET_KEY = "dev-only-insecure-key-do-not-deploy"  # noqa: S105 - DEBUG only
+# Rotation: the new key signs, the old ones listed here still verify (sessions, password-reset links,
+# signed values) until they are dropped from the list (docs/deploy.md, "Rotating secrets").
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -45,6 +49,7 @@ INSTALLED_APPS = [
     "posts",
     "schedules",
     "factory",
+    "mcn_site",  # project-wide operations: manage.py backup / restore (mcn_site/backup.py)
 ]
 
 MIDDLEWARE = [
@@ -106,11 +111,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # to its embedded server when none is configured.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# GPU pools: named sets of GPU machines (e.g. "video" for the 48 GB cards). The default pool always
+# exists; MCN_GPU_POOLS names the others, the same list on every machine (web, workers, reconciler).
+# A workflow template names its pool; a GPU worker serves one (`run_gpu_worker --pool`, MCN_GPU_POOL).
+MCN_GPU_POOLS = [pool for pool in env_list("MCN_GPU_POOLS", []) if pool != "default"]
+for _pool in MCN_GPU_POOLS:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", _pool):
+        raise ImproperlyConfigured(
+            f"MCN_GPU_POOLS: {_pool!r} is not a pool name (lower-case letters, digits, - and _, e.g. video)."
+        )
+MCN_GPU_POOL = env_str("MCN_GPU_POOL", "default")  # the pool a GPU worker serves when --pool is not given
+
 # Queues: "gpu-vip" before "gpu" for ComfyUI jobs (a GPU worker listens to both, in that
-# order); "cpu" for TTS, LLM and assembly; "default" for small housekeeping.
+# order); "cpu" for TTS, LLM and assembly; "default" for small housekeeping. Each extra GPU pool
+# has its own pair, "gpu-vip.<pool>" and "gpu.<pool>" (factory.queues.gpu_queues names them).
 RQ_DEFAULT_TIMEOUT = env_int("RQ_DEFAULT_TIMEOUT", 3600, minimum=60)
 RQ_QUEUES = {
-    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in ("gpu-vip", "gpu", "cpu", "default")
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT}
+    for name in (
+        "gpu-vip",
+        "gpu",
+        "cpu",
+        "default",
+        *(f"{base}.{pool}" for pool in MCN_GPU_POOLS for base in ("gpu-vip", "gpu")),
+    )
 }
 
 # --- Factory: the ComfyUI server a GPU worker drives (each worker process gets its own).
@@ -162,7 +186,8 @@ if any(delay < 0 for delay in MCN_WEBHOOK_RETRY_DELAYS):
 
 # Enqueue at once: services already ring rq in transaction.on_commit; django_rq's own deferral
 # would make enqueue() return None inside an outer transaction.
-RQ = {"COMMIT_MODE": "auto"}
+# `rqworker` runs factory.worker.CpuWorker: a killed work horse's job is queued again at once.
+RQ = {"COMMIT_MODE": "auto", "WORKER_CLASS": "factory.worker.CpuWorker"}
 
 # The queue dashboard lives at /admin/rq/ for ops only (mcn_site.urls); no admin entry for every staff user.
 RQ_SHOW_ADMIN_LINK = False
@@ -272,12 +297,42 @@ MCN_MAX_AUDIO_BYTES = env_int("MCN_MAX_AUDIO_BYTES", 20 * 1024 * 1024, minimum=1
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-X_FRAME_OPTIONS = "SAMEORIGIN"  # the admin's related-object popups need same-origin frames
+X_FRAME_OPTIONS = "DENY"  # nothing of ours is framed (the admin's related-object popups are windows)
 
+# --- HTTPS behind nginx (docs/deploy.md). All off by default, so a laptop on plain http works.
+# SECURE_PROXY_SSL_HEADER names the header nginx sets to "https" (X-Forwarded-Proto): only set it
+# when daphne listens on 127.0.0.1 behind that nginx, or a client could claim https itself.
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+# Behind a TLS proxy, plain-http requests are redirected to https unless told otherwise; probes on
+# the private network (health, readiness, metrics scrapes) reach daphne directly and are not.
+# (Empty counts as unset, so the .env.example line keeps the default.)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT") if env_str("SECURE_SSL_REDIRECT") else bool(_proxy_header)
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
+# HSTS: browsers refuse plain http for this long. Start small (3600), raise to a year once all is well.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Logs go to stderr: plain text, or LOG_FORMAT=json for one JSON object a line (log shippers).
+# Lines written inside mcn_site.lib.logs.log_context carry job_id, subject, post_id and worker.
+LOG_FORMAT = env_str("LOG_FORMAT").lower() or "plain"
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "mcn_site.lib.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {"()": "mcn_site.lib.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Health and metrics. /healthz and /readyz answer anyone; their details (and /metrics) need a
+# staff login or `Authorization: Bearer <token>`. Empty: no token works (/metrics then answers 403).
+MCN_HEALTH_TOKEN = env_str("MCN_HEALTH_TOKEN", "")
+MCN_METRICS_TOKEN = env_str("MCN_METRICS_TOKEN", "")

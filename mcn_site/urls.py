@@ -10,6 +10,7 @@ from django.views.generic import RedirectView
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from factory.admin import ops_status_view
 from mcn_site import views
 from mcn_site.lib.roles import is_ops
 
@@ -39,6 +40,8 @@ rq_dashboard = get_admin_urlpatterns(view_wrapper=ops_only) + [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/rq/", include((rq_dashboard, "django_rq"))),
+    # The factory's ops status page (workers, queues, throughput): factory.admin, behind the admin login.
+    path("admin/factory/status/", admin.site.admin_view(ops_status_view), name="factory_ops_status"),
     path("admin/", admin.site.urls),
     path("posts/", include("posts.urls")),
     path("schedules/", include("schedules.urls")),
@@ -47,6 +50,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),
 ]
 

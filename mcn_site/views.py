@@ -1,17 +1,71 @@
-"""Project-level endpoints: liveness, and media behind a login."""
+"""Project-level endpoints: liveness, readiness, metrics, and media behind a login."""
+
+import hmac
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.utils._os import safe_join
+from django.views.decorators.cache import never_cache
 from django.views.defaults import page_not_found
 from django.views.static import serve
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from mcn_site import health
+from mcn_site.lib.roles import is_ops
+from mcn_site.metrics import exposition
 
 
 def healthz(request):
     """Liveness for load balancers and the start script: the process answers."""
     return JsonResponse({"status": "ok"})
+
+
+def _bearer_matches(request, token: str) -> bool:
+    """`Authorization: Bearer <token>` with the configured token (never matches when none is configured)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _ops_session(request) -> bool:
+    """Ops signed in (worker names and hosts are infrastructure, not a producer's business)."""
+    try:
+        return is_ops(request.user)
+    except Exception:  # the session store is the database: when it is down, nobody is signed in
+        return False
+
+
+@never_cache
+def readyz(request):
+    """Readiness: 200 when every check passes, 503 naming the failing ones.
+
+    Anyone gets ok/fail per check (load balancers probe anonymously); ops signed in, or a caller
+    with `Authorization: Bearer $MCN_HEALTH_TOKEN`, also get latencies, messages and worker names.
+    """
+    checks = health.readiness()
+    ready = all(check.ok for check in checks)
+    body = {"status": "ready" if ready else "unready", "checks": {c.name: "ok" if c.ok else "fail" for c in checks}}
+    if _bearer_matches(request, settings.MCN_HEALTH_TOKEN) or _ops_session(request):
+        body["details"] = {
+            c.name: {"ok": c.ok, "latency_ms": c.latency_ms, "message": c.message, **c.data} for c in checks
+        }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus text format, computed from the database and Redis at scrape time (mcn_site.metrics)."""
+    if not (_bearer_matches(request, settings.MCN_METRICS_TOKEN) or _ops_session(request)):
+        if not settings.MCN_METRICS_TOKEN:
+            message = "Metrics are off: set MCN_METRICS_TOKEN and scrape with Authorization: Bearer <token>."
+            return JsonResponse({"error": {"code": "forbidden", "message": message, "fields": {}}}, status=403)
+        message = "Send Authorization: Bearer <MCN_METRICS_TOKEN>."
+        response = JsonResponse({"error": {"code": "unauthorized", "message": message, "fields": {}}}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(exposition(now=timezone.now()), content_type=CONTENT_TYPE_LATEST)
 
 
 @login_required

@@ -194,6 +194,7 @@ META_FIELDS = [
     "updated_at",
     "status_changed_at",
     "created_at",
+    "sanity_id",
 ]
 
 
@@ -216,7 +217,7 @@ class PostAdmin(ScopedAdmin):
     list_display_links = ["title"]
     list_filter = ["status", ("artist", ScopedRelatedFieldListFilter), "created_at"]
     list_select_related = ["artist", "wardrobe"]
-    search_fields = ["title", "brief", "artist__stage_name"]
+    search_fields = ["title", "brief", "artist__stage_name", "sanity_id"]
     # Explicit: Meta.ordering is dropped from the GROUP BY query the shot count makes.
     ordering = ["-created_at", "-id"]
     autocomplete_fields = ["artist"]
@@ -394,9 +395,9 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
     list_display = ["role", "version", "active", "description", "created_at"]
     list_filter = ["role", "active"]
-    search_fields = ["template", "description"]
-    readonly_fields = ["created_at", "variables"]
-    fields = ["role", "version", "active", "description", "template", "variables", "created_at"]
+    search_fields = ["template", "description", "sanity_id"]
+    readonly_fields = ["created_at", "variables", "sanity_id"]
+    fields = ["role", "version", "active", "description", "template", "variables", "created_at", "sanity_id"]
 
     @admin.display(description="Variables you can use")
     def variables(self, template):

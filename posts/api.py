@@ -218,11 +218,15 @@ class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     required_perms = None  # set per action in urlpatterns
 
     def get_queryset(self):
-        return (
-            posts_visible_to(user=self.request.user)
-            .select_related("updated_by")
-            .prefetch_related("shots")  # Shot.Meta.ordering: playing order
-        )
+        # Built once a request (the selector asks the database whether the user is ops): DRF's model
+        # permission asks for it too, for its model. Never evaluated itself: each use clones it.
+        if getattr(self, "_visible", None) is None:
+            self._visible = (
+                posts_visible_to(user=self.request.user)
+                .select_related("updated_by")
+                .prefetch_related("shots")  # Shot.Meta.ordering: playing order
+            )
+        return self._visible
 
     def _fresh(self, post_id: int, *, code: int = status.HTTP_200_OK, job_ids: list[int] | None = None) -> Response:
         post = self.get_queryset().get(pk=post_id)

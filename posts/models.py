@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from artists.models import SANITY_ID_HELP, sanity_id_unique
 from mcn_site.lib.media import audio_duration, validate_image_or_video
 
 
@@ -102,6 +103,7 @@ class Post(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     objects = PostQuerySet.as_manager()
 
@@ -117,6 +119,7 @@ class Post(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(status__in=PostStatus.values), name="post_status_valid"),
             models.CheckConstraint(condition=Q(version__gte=1), name="post_version_positive"),
+            sanity_id_unique("post_sanity_id_unique"),
         ]
 
     def __str__(self) -> str:
@@ -217,10 +220,21 @@ class Shot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    sanity_key = models.CharField(
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text="The _key of the storyboard item in the Sanity post this shot was imported from.",
+    )
+
     class Meta:
         ordering = ["post", "position"]
         constraints = [
             models.UniqueConstraint(fields=["post", "position"], name="shot_unique_position"),
+            # A re-import finds the shot by its Sanity _key, unique within the post's storyboard array.
+            models.UniqueConstraint(
+                fields=["post", "sanity_key"], condition=~Q(sanity_key=""), name="shot_sanity_key_unique"
+            ),
             models.CheckConstraint(
                 condition=Q(duration_seconds__gt=0, duration_seconds__lte=60), name="shot_duration_0_60"
             ),
@@ -266,10 +280,12 @@ class PromptTemplate(models.Model):
     description = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     class Meta:
         ordering = ["role", "-version"]
         constraints = [
+            sanity_id_unique("prompttemplate_sanity_id_unique"),
             models.UniqueConstraint(fields=["role", "version"], name="prompttemplate_role_version_unique"),
             # The director takes the active prompt of each role: there can be only one.
             models.UniqueConstraint(fields=["role"], condition=Q(active=True), name="prompttemplate_one_active"),

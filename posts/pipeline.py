@@ -28,9 +28,19 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from factory.models import TERMINAL_STATUSES, Job, JobKind, JobOutput, JobStatus, WorkflowTemplate
-from factory.services import JobStateError, job_cancel, job_enqueue, job_enqueue_task, template_latest
+from factory.services import (
+    JobRequest,
+    JobStateError,
+    job_cancel,
+    job_enqueue,
+    job_enqueue_task,
+    jobs_enqueue,
+    template_latest,
+)
+from mcn_site.lib.logs import log_context
 from mcn_site.realtime import post_group, publish
 from posts import services, webhooks
 from posts.director.jobs import storyboard_subject
@@ -41,6 +51,7 @@ log = logging.getLogger(__name__)
 SHOT_SUBJECT_RE = re.compile(r"^post\.(\d+)/shot\.(\d+)/(picture|voice)@([0-9a-f]{16})$")
 STORYBOARD_RE = re.compile(r"^post\.(\d+)/storyboard$")
 RENDER_RE = re.compile(r"^post\.(\d+)/render$")
+POST_SUBJECT_RE = re.compile(r"^post\.(\d+)/")  # any job made for a post
 UNFINISHED = [JobStatus.QUEUED, JobStatus.RUNNING]
 SETTLED_FIELDS = [
     *("voice_asset", "voice_key", "duration_seconds", "generated_asset", "picture_key", "error", "status", "updated_at")
@@ -179,11 +190,21 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
         .select_related("post__artist__voice", "post__wardrobe", "job", "voice_job")
         .order_by("position")
     )
-    started, waiting = [], 0
+    # Every job of every shot queued together: one INSERT for the rows, one Redis pipeline after
+    # commit (bench B9: job by job, approving a post of 10 shots cost ~100 statements).
+    templates: dict[str, WorkflowTemplate | None] = {}
+    planned = [(shot, field, request) for shot in shots for field, request in _plan_shot(shot, templates)]
+    jobs = jobs_enqueue(requests=[request for _, _, request in planned], created_by=actor)
+    for (shot, field, _), job in zip(planned, jobs, strict=True):
+        setattr(shot, field, job)
+    now = timezone.now()
     for shot in shots:
-        jobs = _plan_shot(shot, actor)
-        started += [job.pk for job in jobs]
-        waiting += _is_waiting(shot)
+        shot.error = ""
+        shot.status = ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY
+        shot.updated_at = now  # bulk_update does not touch auto_now fields
+    Shot.objects.bulk_update(shots, ["job", "voice_job", "error", "status", "updated_at"])
+    started = [job.pk for job in jobs]
+    waiting = sum(_is_waiting(shot) for shot in shots)
     plan = f"{len(started)} job(s) queued for {len(shots)} shot(s)"
     if waiting:
         services._record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=f"Production: {plan}.")
@@ -193,29 +214,29 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
     return post
 
 
-def _plan_shot(shot: Shot, actor) -> list[Job]:
-    """Queue what this shot lacks; returns the jobs queued (none when everything is in the cache)."""
-    started = []
+def _plan_shot(shot: Shot, templates: dict[str, WorkflowTemplate | None]) -> list[tuple[str, JobRequest]]:
+    """What this shot lacks, as (the shot's job field, the job to queue); none when everything is in the cache.
+
+    `templates` remembers each kind's template for the rest of the post (two queries a kind, not a shot).
+    """
+    needs = []
     if shot.script.strip() and settings.COSYVOICE_URL:
         key = voice_key(shot)
         subject = shot_subject(shot, "voice", key)
         if not (shot.voice_asset and shot.voice_key == key) and not _waiting_for(shot.voice_job, subject):
-            shot.voice_job = job_enqueue_task(
-                kind=JobKind.TTS, params=voice_parameters(shot), subject=subject, created_by=actor
-            )
-            started.append(shot.voice_job)
+            needs.append(("voice_job", JobRequest(kind=JobKind.TTS, params=voice_parameters(shot), subject=subject)))
     if not shot.manual_asset:
-        template = _shot_template(shot)
+        if shot.kind not in templates:
+            templates[shot.kind] = _shot_template(shot)
+        template = templates[shot.kind]
         if template is not None:
             key = picture_key(shot, template)
+            subject = shot_subject(shot, "picture", key)
             kept = shot.generated_asset and (shot.picture_key == key or shot.locked)
-            if not kept and not _waiting_for(shot.job, shot_subject(shot, "picture", key)):
-                _enqueue_picture(shot, template, actor)
-                started.append(shot.job)
-    shot.error = ""
-    shot.status = ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY
-    shot.save(update_fields=["job", "voice_job", "error", "status", "updated_at"])
-    return started
+            if not kept and not _waiting_for(shot.job, subject):
+                params = shot_parameters(shot, template.placeholders)
+                needs.append(("job", JobRequest(template=template, params=params, subject=subject)))
+    return needs
 
 
 def _is_waiting(shot: Shot) -> bool:
@@ -264,6 +285,12 @@ def post_cancel_jobs(*, post_id: int, actor) -> list[int]:
 
 def on_job_changed(sender, *, job_id, subject, status, event, progress, error, **kwargs) -> None:
     """factory.signals.job_changed receiver: shot and post state, and pushes to the storyboard page."""
+    post = POST_SUBJECT_RE.match(subject or "")
+    with log_context(post_id=int(post.group(1)) if post else None):  # log lines from here on name the post
+        _on_job_changed(job_id=job_id, subject=subject, status=status, event=event, progress=progress, error=error)
+
+
+def _on_job_changed(*, job_id, subject, status, event, progress, error) -> None:
     subject = subject or ""
     finished = status in TERMINAL_STATUSES and event == "status"
     storyboard = STORYBOARD_RE.match(subject)

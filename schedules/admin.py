@@ -79,10 +79,10 @@ class ScheduleAdmin(ScopedAdmin):
     list_display_links = ["title"]
     list_filter = ["active", "kind", "period", ("artist", ScopedRelatedFieldListFilter)]
     list_select_related = ["artist"]
-    search_fields = ["title", "artist__stage_name"]
+    search_fields = ["title", "artist__stage_name", "sanity_id"]
     autocomplete_fields = ["artist"]
     filter_horizontal = ["source_override"]
-    readonly_fields = ["next_slot", "recent_runs", "last_executed_at", "created_at", "updated_at"]
+    readonly_fields = ["next_slot", "recent_runs", "last_executed_at", "created_at", "updated_at", "sanity_id"]
     fieldsets = [
         (None, {"fields": ["title", "artist", "active", "kind", "timezone"]}),
         ("🔄 Routine", {"fields": ["period", "weekdays", "month_days", "times"]}),
@@ -95,7 +95,10 @@ class ScheduleAdmin(ScopedAdmin):
             },
         ),
         ("Content", {"fields": ["title_template", "brief", "source_override", "auto_generate"]}),
-        ("System", {"fields": ["next_slot", "recent_runs", "last_executed_at", "created_at", "updated_at"]}),
+        (
+            "System",
+            {"fields": ["next_slot", "recent_runs", "last_executed_at", "created_at", "updated_at", "sanity_id"]},
+        ),
     ]
 
     def save_model(self, request, obj, form, change):

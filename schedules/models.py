@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from artists.models import SANITY_ID_HELP, sanity_id_unique
+
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
 
@@ -67,6 +69,7 @@ class Schedule(models.Model):
     next_slot_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
 
     objects = ScheduleQuerySet.as_manager()
 
@@ -80,6 +83,7 @@ class Schedule(models.Model):
             models.CheckConstraint(
                 condition=~Q(kind="one_off") | Q(trigger_at__isnull=False), name="schedule_one_off_has_trigger"
             ),
+            sanity_id_unique("schedule_sanity_id_unique"),
         ]
 
     def __str__(self) -> str:

@@ -10,11 +10,13 @@ plus `current_version` on 409 `stale` and 412 `precondition_failed`, `retry_afte
 
 import hashlib
 import json
+import logging
 import re
 from datetime import UTC
 from functools import wraps
 
 import django_rq
+import redis
 from django import forms
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,6 +34,11 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
+
+log = logging.getLogger(__name__)
+
+# Redis (throttle counters, idempotency keys) down or restarting: a 503 the client may retry after this long.
+REDIS_RETRY_AFTER = 5
 
 NON_FIELD = "__all__"
 
@@ -105,6 +112,18 @@ def exception_handler(exc, context):
             codes = {e.code for e in exc.error_list} if hasattr(exc, "error_list") else set()
             code = codes.pop() if len(codes) == 1 and None not in codes else "invalid"
         return Response(error_body(code, message, fields), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        # A transient outage (matrix row 2), not a bug: 503 with a retry hint, never a 500.
+        set_rollback()
+        log.warning("API request refused, Redis unavailable: %s", exc)
+        body = error_body(
+            "unavailable",
+            f"A backing service is restarting. Retry in {REDIS_RETRY_AFTER} seconds.",
+            retry_after=REDIS_RETRY_AFTER,
+        )
+        return Response(
+            body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(REDIS_RETRY_AFTER)}
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or exceptions.NotFound.default_detail)
     elif isinstance(exc, DjangoPermissionDenied):

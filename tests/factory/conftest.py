@@ -44,6 +44,15 @@ def fake_comfyui():
 
 
 @pytest.fixture
+def fake_comfyui_pair():
+    """Two GPU machines' ComfyUI servers: independent fakes, each with its own port, queue and log."""
+    fakes = (FakeComfyUI().start(), FakeComfyUI().start())
+    yield fakes
+    for fake in fakes:
+        fake.stop()
+
+
+@pytest.fixture
 def fake_cosyvoice():
     with running_cosyvoice() as fake:
         yield fake
@@ -150,6 +159,55 @@ def start_worker(settings, rq_clean):
     yield start
     for worker in started:
         worker.stop()
+
+
+class ReconcilerProcess:
+    """`manage.py reconcile_jobs` as production runs it: a loop that stops on SIGTERM."""
+
+    def __init__(self, *, media_root: Path, interval: float, env: dict | None = None):
+        environ = subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})})
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "reconcile_jobs", "--interval", str(interval)],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_reconciler(settings):
+    """start_reconciler(interval=..., env=...) -> a running `reconcile_jobs` loop, stopped after the test."""
+    started: list[ReconcilerProcess] = []
+
+    def start(*, interval: float = 0.5, env: dict | None = None) -> ReconcilerProcess:
+        reconciler = ReconcilerProcess(media_root=Path(settings.MEDIA_ROOT), interval=interval, env=env)
+        started.append(reconciler)
+        return reconciler
+
+    yield start
+    for reconciler in started:
+        reconciler.stop()
 
 
 def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):

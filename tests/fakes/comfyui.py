@@ -61,7 +61,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from tests.fakes.loop_server import start_runner
 
-__all__ = ["FakeComfyUI", "RecordedRequest", "SubmittedPrompt"]
+__all__ = ["Execution", "FakeComfyUI", "RecordedRequest", "SubmittedPrompt"]
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +500,15 @@ class SubmittedPrompt(NamedTuple):
     client_id: str | None
 
 
+class Execution(NamedTuple):
+    """One prompt's time on the executor: from leaving the queue to its history entry (time.time())."""
+
+    prompt_id: str
+    started: float
+    ended: float
+    success: bool
+
+
 @dataclass
 class RecordedRequest:
     """One HTTP request as the fake saw it (websocket upgrades included)."""
@@ -757,6 +766,7 @@ class FakeComfyUI:
         # Fault script and knobs: changed only inside the loop (through _call), read there.
         self._step_seconds = 0.0
         self._node_seconds = 0.0
+        self._prompt_seconds = 0.0
         self._steps_per_node: int | None = None
         self._send_previews = False
         self._hang_after_start = False
@@ -770,6 +780,7 @@ class FakeComfyUI:
 
         self._requests: list[RecordedRequest] = []
         self._node_log: list[tuple[int, str, str]] = []  # (generation, prompt_id, node_id) of every node start
+        self._executions: list[Execution] = []  # when each prompt held the "GPU" (the executor)
         self._sent: list[tuple[int, str | None, Any, Any]] = []  # (generation, sid, event, data) actually sent
         self.died = threading.Event()  # set when die_mid_run fires; restart() clears it
 
@@ -858,6 +869,11 @@ class FakeComfyUI:
 
     step_seconds = _knob("step_seconds", "Seconds per progress step (default 0). Interrupts cut a step short.")
     node_seconds = _knob("node_seconds", "Seconds each executed node takes besides its steps; not interruptible.")
+    prompt_seconds = _knob(
+        "prompt_seconds",
+        "Seconds of simulated GPU time each prompt takes after `execution_start`, whatever the cache holds "
+        "(default 0). An interrupt cuts it short and stops the prompt at its first executed node.",
+    )
     steps_per_node = _knob(
         "steps_per_node",
         "Progress steps per executed node. None (default) is like the real nodes: KSampler reports its `steps` "
@@ -1024,6 +1040,10 @@ class FakeComfyUI:
     def nodes_started(self, prompt_id: str | None = None) -> list[tuple[str, str]]:
         """(prompt_id, node_id) of every node that began executing (cached nodes don't), in order."""
         return [(p, n) for _g, p, n in self._call(lambda: list(self._node_log)) if prompt_id is None or p == prompt_id]
+
+    def executions(self) -> list[Execution]:
+        """When each prompt held the executor (the "GPU"), oldest first: time.time() at pop and at history."""
+        return self._call(lambda: list(self._executions))
 
     def sent_events(self, event: str | None = None) -> list[tuple[str | None, Any, Any]]:
         """(sid or None for a broadcast, event, data) of every websocket frame sent; binary data as bytes."""
@@ -1914,6 +1934,7 @@ class FakeComfyUI:
             state.task_counter += 1
             state.running[item_id] = copy.deepcopy(item)
             self._queue_updated(state)
+            started = time.time()
             try:
                 success, history_result, messages = await self._execute(state, job, item)
             except asyncio.CancelledError:
@@ -1930,6 +1951,7 @@ class FakeComfyUI:
                 "status": {"status_str": "success" if success else "error", "completed": success, "messages": messages},
             }
             state.history[prompt_id].update(history_result)
+            self._executions.append(Execution(prompt_id, started, time.time(), success))
             self._queue_updated(state)
             if state.client_id is not None and not job.drop_events:
                 self._send_sync(state, "executing", {"node": None, "prompt_id": prompt_id}, state.client_id)
@@ -1979,6 +2001,8 @@ class FakeComfyUI:
             emit("progress_state", {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress_nodes)}, client_id)
 
         add_message("execution_start", {"prompt_id": prompt_id}, broadcast=False)
+        if self._prompt_seconds and not job.fast:
+            await self._pause(state, self._prompt_seconds)  # an interrupt stays set for the first executed node
 
         memo: dict[str, str] = {}
         signatures = {node_id: self._signature(prompt, node_id, memo) for node_id in prompt}

@@ -1121,3 +1121,25 @@ def test_closing_a_replaced_socket_unregisters_its_successor_as_server_py_does(f
     old.close()
     fake.wait_until(lambda: "same-id" not in fake.connected_clients())  # the new socket is open but hears nothing
     assert new.ws.connected
+
+
+def test_prompt_seconds_hold_the_executor_one_prompt_at_a_time_and_executions_record_it(fake, http):
+    fake.prompt_seconds = 0.1
+    for n in (1, 2):
+        http.post("/prompt", json={"prompt": BASIC, "prompt_id": f"timed-{n}"}).raise_for_status()
+    fake.wait_for_history("timed-2")
+    first, second = fake.executions()
+    assert (first.prompt_id, second.prompt_id, first.success, second.success) == ("timed-1", "timed-2", True, True)
+    assert first.ended - first.started >= 0.1 and second.ended - second.started >= 0.1
+    assert second.started >= first.ended  # the one executor: the second waited in the queue
+
+
+def test_an_interrupt_cuts_prompt_seconds_short(fake, http):
+    fake.prompt_seconds = 30
+    http.post("/prompt", json={"prompt": BASIC, "prompt_id": "long"}).raise_for_status()
+    fake.wait_for_running("long")
+    http.post("/interrupt", json={"prompt_id": "long"}).raise_for_status()
+    entry = fake.wait_for_history("long")
+    assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+    [execution] = fake.executions()
+    assert not execution.success and execution.ended - execution.started < 5

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from factory.models import Job, JobKind
+from factory.models import TERMINAL_STATUSES, Job, JobKind, JobStatus
 from mcn_site.lib import roles
 from posts import pipeline
 from posts.models import PostStatus, ShotKind
@@ -125,12 +125,16 @@ def test_a_failed_voice_fails_the_post_and_retry_makes_only_that_voice(workers, 
     assert post.status == PostStatus.FAILED
     assert post.failure.startswith("Shot ") and ": voice failed: The voice server failed (500)" in post.failure
     # Wait until the other two voices and the pictures are in: they are kept for the retry.
+    pictures = Job.objects.filter(kind=JobKind.COMFYUI)
     wait_for(
-        lambda: post.shots.filter(voice_asset="").exclude(script="").count() == 1,
+        lambda: post.shots.filter(voice_asset="").exclude(script="").count() == 1
+        and not pictures.exclude(status__in=TERMINAL_STATUSES).exists(),
         timeout=120,
-        what="the other voices",
+        what="the other voices and the pictures",
     )
-    pictures_before = Job.objects.filter(kind=JobKind.COMFYUI).count()
+    # Every picture was made (a failed one would rightly be made again by the retry).
+    assert {job.status: job.error_message for job in pictures} == {JobStatus.SUCCEEDED: ""}
+    pictures_before = pictures.count()
 
     pipeline.post_produce(post_id=post.pk, actor=reviewer)
 

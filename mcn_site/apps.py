@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class McnSiteConfig(AppConfig):
+    """The project itself, as an app only for its site-wide management commands (backup, restore); no models."""
+
+    name = "mcn_site"
+    label = "mcn_site"
+    verbose_name = "Operations"
