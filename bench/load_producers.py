@@ -80,19 +80,6 @@ REWRITE_SHARE = 0.5
 EDITABLE = {"draft", "rejected", "failed"}
 # A 400 with one of these codes means the post or shot moved on between our read and our write.
 RACED = {"not_editable", "bad_transition", "locked", "gone", "bad_order"}
-# Workflows the fake ComfyUI runs: the artist's face (uploaded by the worker) for A-roll, a plain frame for B-roll.
-A_ROLL_WORKFLOW = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "{{FACE_IMAGE}}"}},
-    "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 1.0}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "a_roll"}},
-}
-B_ROLL_WORKFLOW = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": "{{WIDTH}}", "height": "{{HEIGHT}}", "batch_size": 1, "color": 0x0E7490},
-    },
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
-}
 # What the fake LLM answers the director: a valid storyboard of ~30 s (the director's target).
 STORYBOARD_REPLY = json.dumps(
     {
@@ -186,6 +173,7 @@ def seed(*, producers: int, approvals: int, media: Path) -> list[Producer]:
     from factory.services import template_import
     from mcn_site.lib import roles
     from posts.models import Post, PostEvent, Shot, ShotKind, ShotWorkflow
+    from tests.factories import A_ROLL_WORKFLOW, B_ROLL_WORKFLOW  # what the production tests run
 
     for kind, workflow in ((ShotKind.A_ROLL, A_ROLL_WORKFLOW), (ShotKind.B_ROLL, B_ROLL_WORKFLOW)):
         template = template_import(name=f"load-{kind.replace('_', '-')}", workflow=workflow)

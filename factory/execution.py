@@ -227,13 +227,14 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
 def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None) -> dict:
     last_write = 0.0
     last_touch = time.monotonic()
+    cancel_asked = False
 
     def on_progress(progress: Progress) -> None:
-        nonlocal last_write
+        nonlocal last_write, last_touch, cancel_asked
         now = time.monotonic()
         if now - last_write >= PROGRESS_INTERVAL:
-            last_write = now
-            services.job_progress(
+            last_write = last_touch = now  # the progress write is this second's heartbeat and cancel check
+            cancel_asked = services.job_progress(
                 job_id=job.pk,
                 node=progress.node,
                 value=progress.value,
@@ -245,8 +246,8 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id
         # Doubles as the heartbeat: a silent long node still proves this worker is alive.
         nonlocal last_touch
         now = time.monotonic()
-        if now - last_touch < 1.0:
-            return False
+        if cancel_asked or now - last_touch < 1.0:
+            return cancel_asked
         last_touch = now
         services.job_touch(job_id=job.pk)
         return services.job_is_cancel_requested(job_id=job.pk)

@@ -6,6 +6,7 @@ pool "video" has "gpu-vip.video" and "gpu.video". Extra pools are declared in MC
 (settings.py declares their rq queues from the same list).
 """
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -99,39 +100,67 @@ def ring_many(rings: list[tuple[int, str, str]]) -> None:
 
 def rq_job_alive(rq_job_id: str) -> bool:
     """Whether rq still holds this job as waiting, scheduled or running (its doorbell still rings)."""
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job as RqJob
-
-    if not rq_job_id:
-        return False
-    try:
-        status = RqJob.fetch(rq_job_id, connection=django_rq.get_connection("default")).get_status()
-    except NoSuchJobError:
-        return False
-    return status in {"queued", "started", "scheduled", "deferred"}
+    return rq_job_id in rq_jobs_alive([rq_job_id])
 
 
-ALIVE = {b"queued", b"started", b"scheduled", b"deferred"}  # rq's statuses as stored in the job's hash
+LIMBO_KEY = "mcn:reconcile:limbo:{}"  # when the reconciler first saw an rq job taken but never run
 
 
-def rq_jobs_alive(rq_job_ids: list[str]) -> set[str]:
-    """The ids among `rq_job_ids` that rq still holds as waiting, scheduled or running (rq_job_alive for many).
+def rq_jobs_alive(rq_job_ids: list[str], *, now: float | None = None) -> set[str]:
+    """The ids among `rq_job_ids` whose doorbell still rings: waiting in a queue, scheduled, or running.
 
-    One pipelined read per thousand ids: the reconciler asks about every job queued for long, and one
-    round trip each made a pass over a 10 000-job backlog take seconds (bench/factory_dispatch.py).
+    rq's status alone does not say so. A worker takes a job by moving its id to the queue's
+    "intermediate" list, and only then marks it started; a worker (or Redis) that dies in between
+    leaves a job marked "queued" in no queue, which rq cleans up after ten minutes or more. So a job
+    counts as waiting only while its id is in its queue's list, and one taken but not yet run (in
+    limbo) stays alive for FACTORY_STALE_SECONDS from the first pass that saw it so: a live worker
+    starts it within milliseconds, a dead one never does.
+
+    One pipelined read per thousand ids, one LRANGE per queue: a pass over a 10 000-job backlog
+    asking per job took seconds (bench/factory_dispatch.py).
     """
     from rq.job import Job as RqJob
 
+    now = time.time() if now is None else now
     ids = [rq_id for rq_id in rq_job_ids if rq_id]
-    alive = set()
-    with django_rq.get_connection("default").pipeline(transaction=False) as pipe:
+    connection = django_rq.get_connection("default")
+    states: dict[str, tuple[bytes | None, bytes | None]] = {}
+    with connection.pipeline(transaction=False) as pipe:
         for start in range(0, len(ids), 1000):
             batch = ids[start : start + 1000]
             for rq_id in batch:
-                pipe.hget(RqJob.key_for(rq_id), "status")  # what Job.get_status() reads; None: no such job
-            statuses = pipe.execute()
-            alive.update(rq_id for rq_id, status in zip(batch, statuses, strict=True) if status in ALIVE)
-    return alive
+                pipe.hmget(RqJob.key_for(rq_id), "status", "origin")  # status: what Job.get_status() reads
+            states.update(zip(batch, pipe.execute(), strict=True))
+    waiting = _waiting_ids({origin.decode() for status, origin in states.values() if status == b"queued" and origin})
+    alive, limbo = set(), []
+    for rq_id, (status, _origin) in states.items():
+        if status in (b"scheduled", b"deferred") or (status == b"queued" and rq_id in waiting):
+            alive.add(rq_id)
+        elif status in (b"queued", b"started"):
+            limbo.append(rq_id)
+    return alive | _limbo_within_grace(connection, limbo, now=now)
+
+
+def _waiting_ids(queue_names: set[str]) -> set[str]:
+    """Every rq job id waiting in these queues (their lists, not rq's statuses)."""
+    from rq import Queue
+
+    connection = django_rq.get_connection("default")
+    with connection.pipeline(transaction=False) as pipe:
+        for name in queue_names:
+            pipe.lrange(Queue.redis_queue_namespace_prefix + name, 0, -1)
+        return {rq_id.decode() for listed in pipe.execute() for rq_id in listed}
+
+
+def _limbo_within_grace(connection, rq_ids: list[str], *, now: float) -> set[str]:
+    """The ids among these taken-but-not-run jobs first seen in limbo less than FACTORY_STALE_SECONDS ago."""
+    grace = settings.FACTORY_STALE_SECONDS
+    with connection.pipeline(transaction=False) as pipe:
+        for rq_id in rq_ids:
+            pipe.set(LIMBO_KEY.format(rq_id), now, nx=True, ex=max(60, int(grace * 10)))
+            pipe.get(LIMBO_KEY.format(rq_id))
+        first_seen = pipe.execute()[1::2]
+    return {rq_id for rq_id, seen in zip(rq_ids, first_seen, strict=True) if seen and now - float(seen) < grace}
 
 
 def forget_failed_entries(*, succeeded: Callable[[list[int]], set[int]], newest: int = 100) -> list[str]:

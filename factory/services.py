@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
@@ -415,22 +415,35 @@ def job_abandon_prompt(*, job_id: int, prompt_id: str, server_url: str) -> bool:
     return True
 
 
-def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: float) -> None:
-    """Record progress (the caller throttles) and count it as a heartbeat."""
-    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        progress_node=node[:200],
-        progress_value=max(0, value),
-        progress_max=max(0, maximum),
-        progress_percent=min(100.0, max(0.0, percent)),
-        heartbeat_at=timezone.now(),
-    )
+def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: float) -> bool:
+    """Record progress (the caller throttles), count it as a heartbeat; returns whether cancel was asked.
+
+    One UPDATE and one SELECT between a ComfyUI frame and its push (bench B4): the SELECT reads what
+    the push needs and the cancel flag, so the worker's once-a-second heartbeat and cancel check can
+    skip a second that had progress. On PostgreSQL the UPDATE commits without waiting for its WAL
+    flush (4 ms of the 6 ms path): a progress value and a heartbeat are hints, rewritten within the
+    second, and only a crash of the database itself could lose the last one.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            progress_node=node[:200],
+            progress_value=max(0, value),
+            progress_max=max(0, maximum),
+            progress_percent=min(100.0, max(0.0, percent)),
+            heartbeat_at=timezone.now(),
+        )
     # Only what job_payload reads: the row's JSON (workflow, params) would be parsed on every push (bench B4).
-    job = Job.objects.only(*PAYLOAD_FIELDS).filter(pk=job_id).first()
-    if job is not None:
-        try:
-            job_changed.send(sender=Job, **job_payload(job, event="progress"))
-        except Exception:
-            log.exception("job_changed receiver failed for job %s", job_id)
+    job = Job.objects.only(*PAYLOAD_FIELDS, "cancel_requested").filter(pk=job_id).first()
+    if job is None:
+        return False
+    try:
+        job_changed.send(sender=Job, **job_payload(job, event="progress"))
+    except Exception:
+        log.exception("job_changed receiver failed for job %s", job_id)
+    return job.cancel_requested
 
 
 def job_touch(*, job_id: int) -> None:
@@ -610,8 +623,10 @@ def reconcile_once(*, now=None) -> list[int]:
     a re-rung job that is in fact fine finds its row claimed and does nothing.
     """
     rung = []
+    now = now or timezone.now()
     jobs = jobs_needing_a_ring(now=now)
-    alive_ids = queues.rq_jobs_alive([job.rq_job_id for job in jobs if job.status == JobStatus.QUEUED])
+    queued = [job.rq_job_id for job in jobs if job.status == JobStatus.QUEUED]
+    alive_ids = queues.rq_jobs_alive(queued, now=now.timestamp())
     for job in jobs:
         alive = job.status == JobStatus.QUEUED and job.rq_job_id in alive_ids
         if job_reconcile(job=job, rq_job_alive=alive):

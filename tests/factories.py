@@ -283,3 +283,19 @@ def make_schedule_run(*, schedule, slot_at, **extra):
     return ScheduleRun.objects.create(
         **{"schedule": schedule, "slot_at": slot_at, "outcome": ScheduleRun.Outcome.CREATED, **extra}
     )
+
+
+# Workflows the fake ComfyUI can run (the production tests, the load bench): the artist's face
+# (uploaded by the worker) for A-roll, a plain frame at the post's size for B-roll.
+A_ROLL_WORKFLOW = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "{{FACE_IMAGE}}"}},
+    "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 1.0}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "a_roll"}},
+}
+B_ROLL_WORKFLOW = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": "{{WIDTH}}", "height": "{{HEIGHT}}", "batch_size": 1, "color": 0x0E7490},
+    },
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
+}

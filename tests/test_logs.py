@@ -12,8 +12,9 @@ from factory import services
 from factory.models import Job
 from mcn_site.lib.logs import ContextFilter, JsonFormatter, log_context
 from tests.factories import make_template
-from tests.factory.conftest import ROOT, WorkerProcess, subprocess_env, wait_for
+from tests.factory.conftest import WorkerProcess, subprocess_env, wait_for
 from tests.fakes.comfyui import FakeComfyUI
+from tests.processes import ROOT
 
 
 @pytest.fixture

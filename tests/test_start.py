@@ -4,9 +4,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,36 +13,19 @@ import redis
 from rq import Worker
 
 from mcn_site.lib.embedded_redis import free_port
+from tests.processes import ManagedProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120  # migrate + seed on a cold SQLite file, on a 2-core CI machine
 
 
-class Started:
+class Started(ManagedProcess):
     """`scripts/dev.py run` in its own process group, its output collected line by line."""
 
     def __init__(self, tmp_path: Path, port: int):
         # A newcomer's machine: no DATABASE_URL (SQLite under var/), no REDIS_URL (embedded Redis).
         environ = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}}
         environ.update({"MCN_VAR_DIR": str(tmp_path / "var"), "DEBUG": "1", "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "scripts/dev.py", "run", "--port", str(port)],
-            cwd=ROOT,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(["scripts/dev.py", "run", "--port", str(port)], env=environ)
 
     def redis_url(self) -> str:
         match = re.search(r"Redis: (redis://\S+)", self.output())
@@ -54,13 +34,8 @@ class Started:
 
     def interrupt(self) -> int:
         """Ctrl-C as a terminal sends it: SIGINT to the whole process group."""
-        os.killpg(self.process.pid, signal.SIGINT)
+        self.send(signal.SIGINT)
         return self.process.wait(timeout=30)
-
-    def kill(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 def _wait_for_http(url: str, started: Started) -> None:

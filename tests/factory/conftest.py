@@ -7,11 +7,9 @@ the same Redis as the test, so tests using it must be transactional.
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import django_rq
@@ -20,8 +18,7 @@ from django.db import connection
 
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.cosyvoice import running_cosyvoice
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.processes import ManagedProcess
 
 # Short deadlines so fault scenarios end in seconds; each test can override with worker(env=...).
 FAST = {
@@ -91,48 +88,38 @@ def subprocess_env(**extra: str) -> dict:
     }
 
 
-class WorkerProcess:
+class WorkerProcess(ManagedProcess):
     def __init__(self, *, comfyui_url: str, name: str, media_root: Path, env: dict | None = None, cpu: bool = False):
         self.name = name
-        environ = subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})})
-        self.lines: list[str] = []
         # A GPU worker bound to one ComfyUI, or the CPU worker (tts, render, llm) as `make run` starts it.
         argv = (
             ["rqworker", "cpu", "--name", name]
             if cpu
             else ["run_gpu_worker", "--comfyui-url", comfyui_url, "--name", name]
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *argv],
-            cwd=ROOT,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group, so a test can kill it like an OOM killer would
+        super().__init__(
+            ["manage.py", *argv], env=subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})})
         )
-        threading.Thread(target=self._collect, daemon=True).start()
 
-    def _collect(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
 
-    def output(self) -> str:
-        return "\n".join(self.lines)
+def worker_starter(settings, *, prefix: str) -> tuple[Callable[..., WorkerProcess], list[WorkerProcess]]:
+    """start(comfyui_url, name=..., env=..., cpu=False) and the list of what it started, for a fixture to stop."""
+    started: list[WorkerProcess] = []
 
-    def kill(self, sig=signal.SIGKILL) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
+    def start(
+        comfyui_url: str = "", *, name: str | None = None, env: dict | None = None, cpu: bool = False
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            comfyui_url=comfyui_url,
+            name=name or f"{'cpu' if cpu else 'gpu'}-{prefix}-{len(started) + 1}",
+            media_root=Path(settings.MEDIA_ROOT),
+            env=env,
+            cpu=cpu,
+        )
+        started.append(worker)
+        return worker
 
-    def stop(self) -> None:
-        """Warm shutdown as an operator would (SIGTERM), then make sure it is gone."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    return start, started
 
 
 @pytest.fixture
@@ -141,58 +128,20 @@ def start_worker(settings, rq_clean):
 
     start_worker(cpu=True, env=...) starts the CPU worker instead (`rqworker cpu`).
     """
-    started: list[WorkerProcess] = []
-
-    def start(
-        comfyui_url: str = "", *, name: str | None = None, env: dict | None = None, cpu: bool = False
-    ) -> WorkerProcess:
-        worker = WorkerProcess(
-            comfyui_url=comfyui_url,
-            name=name or f"{'cpu' if cpu else 'gpu'}-test-{len(started) + 1}",
-            media_root=Path(settings.MEDIA_ROOT),
-            env=env,
-            cpu=cpu,
-        )
-        started.append(worker)
-        return worker
-
+    start, started = worker_starter(settings, prefix="test")
     yield start
     for worker in started:
         worker.stop()
 
 
-class ReconcilerProcess:
+class ReconcilerProcess(ManagedProcess):
     """`manage.py reconcile_jobs` as production runs it: a loop that stops on SIGTERM."""
 
     def __init__(self, *, media_root: Path, interval: float, env: dict | None = None):
-        environ = subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})})
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "reconcile_jobs", "--interval", str(interval)],
-            cwd=ROOT,
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+        super().__init__(
+            ["manage.py", "reconcile_jobs", "--interval", str(interval)],
+            env=subprocess_env(**{**FAST, "MEDIA_ROOT": str(media_root), **(env or {})}),
         )
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db.models import F
+from django.utils import timezone
 from rq.job import Job as RqJob
 
 from factory import queues, services
@@ -484,3 +485,47 @@ def test_a_job_whose_queue_entry_redis_lost_is_rung_again_by_the_reconciler(fake
     assert job.events.filter(kind="reconciled").count() == 1
     assert job.attempts == 1 and len(fake_comfyui.prompts_submitted()) == 1
     assert_invariants(job, fake_comfyui)
+
+
+@pytest.mark.parametrize("marked_started", [False, True], ids=["taken", "taken-and-marked-started"])
+def test_a_job_a_dying_worker_took_but_never_ran_is_rung_again_after_the_stale_window(
+    fake_comfyui, start_worker, rq_clean, settings, marked_started
+):
+    """A worker (or its Redis) died between taking the job from the queue and starting it.
+
+    rq moves a taken id to the queue's intermediate list and only then marks it started, so the job
+    is left "queued" (or "started") in no queue; rq itself would clean it up ten minutes later at best.
+    """
+    job = enqueue()
+    job.refresh_from_db()
+    connection = django_rq.get_connection("default")
+    gpu = django_rq.get_queue("gpu")
+    # What the dying worker did: BLMOVE from the queue to the intermediate list (and maybe marked it started).
+    assert connection.lmove(gpu.key, gpu.intermediate_queue_key).decode() == job.rq_job_id
+    if marked_started:
+        connection.hset(RqJob.key_for(job.rq_job_id), "status", "started")
+    Job.objects.filter(pk=job.pk).update(queued_at=F("queued_at") - timedelta(seconds=60))
+    found = timezone.now()
+
+    # A live worker starts what it took within milliseconds; the first pass gives it the stale window.
+    assert services.reconcile_once(now=found) == []
+    later = found + timedelta(seconds=settings.FACTORY_STALE_SECONDS - 0.5)
+    assert services.reconcile_once(now=later) == []
+    assert services.reconcile_once(now=found + timedelta(seconds=settings.FACTORY_STALE_SECONDS + 0.5)) == [job.pk]
+
+    start_worker(fake_comfyui.url)
+    job = wait_for(lambda: finished(job.pk), what="the job to finish")
+    assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
+    assert job.events.filter(kind="reconciled").count() == 1
+    assert job.attempts == 1 and len(fake_comfyui.prompts_submitted()) == 1
+    assert_invariants(job, fake_comfyui)
+
+
+def test_a_job_waiting_in_its_queue_is_never_rung_again(rq_clean, settings):
+    """However long it has waited behind others: its id is in the queue's list."""
+    job = enqueue()
+    Job.objects.filter(pk=job.pk).update(queued_at=F("queued_at") - timedelta(hours=1))
+
+    for seconds in (0, settings.FACTORY_STALE_SECONDS * 10):
+        assert services.reconcile_once(now=timezone.now() + timedelta(seconds=seconds)) == []
+    assert not job.events.filter(kind="reconciled").exists()

@@ -16,7 +16,8 @@ from django.utils import timezone
 from factory import queues, services
 from factory.models import Job, JobStatus, WorkflowTemplate
 from tests.factories import TINY_WORKFLOW, make_job, make_template
-from tests.factory.conftest import ROOT, subprocess_env
+from tests.factory.conftest import subprocess_env
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db
 

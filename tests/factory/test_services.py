@@ -243,6 +243,20 @@ def test_job_cancel_of_a_running_job_asks_its_worker():
     ]
 
 
+def test_job_progress_is_the_heartbeat_and_answers_whether_cancel_was_asked():
+    job = running_job()
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+
+    asked = services.job_progress(job_id=job.pk, node="3", value=4, maximum=20, percent=20.0)
+
+    job.refresh_from_db()
+    assert asked is False
+    assert (job.progress_node, job.progress_value, job.progress_max, job.progress_percent) == ("3", 4, 20, 20.0)
+    assert timezone.now() - job.heartbeat_at < timedelta(seconds=5)
+    services.job_cancel(job_id=job.pk)
+    assert services.job_progress(job_id=job.pk, node="3", value=5, maximum=20, percent=25.0) is True
+
+
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
 def test_job_cancel_of_a_finished_job_is_refused(status):
     job = make_job(status=status, finished_at=timezone.now())

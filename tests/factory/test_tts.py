@@ -14,8 +14,9 @@ from factory import runners, services, tts
 from factory.jobs import run_job
 from factory.models import ErrorKind, Job, JobKind, JobStatus
 from factory.tts import CosyVoiceClient, VoiceError
-from tests.factory.conftest import ROOT, subprocess_env, wait_for
+from tests.factory.conftest import subprocess_env, wait_for
 from tests.fakes.cosyvoice import running_cosyvoice
+from tests.processes import ROOT
 
 CHINESE = "大家好，今天我们去海边。"
 ENGLISH = "Hello from the seaside"

@@ -9,7 +9,6 @@ worker started after `redis_server()` uses the test's server. Workers stop befor
 import contextlib
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -17,11 +16,11 @@ from django.test import override_settings
 
 from tests.factory.conftest import (  # noqa: F401 - shared fixtures, used by the modules here
     FAST,
-    WorkerProcess,
     fake_comfyui,
     fake_cosyvoice,
     rq_clean,
     wait_for,
+    worker_starter,
 )
 from tests.fakes.redis_server import RedisServer
 
@@ -68,21 +67,7 @@ def start_worker(redis_server, settings):
     Like tests/factory's, plus: it is set up after `redis_server`, so its workers stop before the
     test's redis-server does; the worker's REDIS_URL is the settings' when it starts.
     """
-    started: list[WorkerProcess] = []
-
-    def start(
-        comfyui_url: str = "", *, name: str | None = None, env: dict | None = None, cpu: bool = False
-    ) -> WorkerProcess:
-        worker = WorkerProcess(
-            comfyui_url=comfyui_url,
-            name=name or f"{'cpu' if cpu else 'gpu'}-fault-{len(started) + 1}",
-            media_root=Path(settings.MEDIA_ROOT),
-            env=env,
-            cpu=cpu,
-        )
-        started.append(worker)
-        return worker
-
+    start, started = worker_starter(settings, prefix="fault")
     yield start
     for worker in started:
         # SIGKILL: a worker stuck reconnecting to a dead Redis would sit out a warm shutdown. rq's work

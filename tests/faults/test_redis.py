@@ -87,7 +87,15 @@ def recover(ids: list[int], supervise: Supervisor) -> list[Job]:
         services.reconcile_once()
         return all_finished(ids)
 
-    return wait_for(step, timeout=90, what="every job to finish", interval=0.2)
+    try:
+        return wait_for(step, timeout=90, what="every job to finish", interval=0.2)
+    except pytest.fail.Exception as timed_out:
+        rows = "\n".join(
+            f"job {job.pk} {job.status} attempts={job.attempts} worker={job.worker_name!r} "
+            f"events={list(job.events.values_list('kind', flat=True))}"
+            for job in Job.objects.filter(pk__in=ids).order_by("pk")
+        )
+        pytest.fail(f"{timed_out}\n{rows}\nworkers (restarted {supervise.restarts}x):\n{supervise.output()}")
 
 
 # --- rows 2 and 2b: Redis restarts mid-queue -------------------------------------------------------------------

@@ -15,6 +15,8 @@ from mcn_site.lib import roles
 from posts import pipeline
 from posts.models import PostStatus, ShotKind
 from tests.factories import (
+    A_ROLL_WORKFLOW,
+    B_ROLL_WORKFLOW,
     make_artist,
     make_media_file,
     make_post,
@@ -31,20 +33,6 @@ pytestmark = [
     pytest.mark.skipif(FFPROBE is None, reason="ffprobe (Debian package ffmpeg) is not installed"),
 ]
 FPS = 30
-# Workflows the fake ComfyUI can run: the artist's face (uploaded by the worker) for A-roll, a plain
-# frame at the post's size for B-roll.
-A_ROLL_WORKFLOW = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "{{FACE_IMAGE}}"}},
-    "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 1, "sigma": 1.0}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "a_roll"}},
-}
-B_ROLL_WORKFLOW = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": "{{WIDTH}}", "height": "{{HEIGHT}}", "batch_size": 1, "color": 0x0E7490},
-    },
-    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
-}
 
 
 @pytest.fixture
