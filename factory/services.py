@@ -5,6 +5,7 @@ nothing), every change leaves a JobEvent, and the rq doorbell and the
 `job_changed` signal fire only after commit.
 """
 
+import contextlib
 import json
 import logging
 import uuid
@@ -418,32 +419,56 @@ def job_abandon_prompt(*, job_id: int, prompt_id: str, server_url: str) -> bool:
 def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: float) -> bool:
     """Record progress (the caller throttles), count it as a heartbeat; returns whether cancel was asked.
 
-    One UPDATE and one SELECT between a ComfyUI frame and its push (bench B4): the SELECT reads what
-    the push needs and the cancel flag, so the worker's once-a-second heartbeat and cancel check can
-    skip a second that had progress. On PostgreSQL the UPDATE commits without waiting for its WAL
-    flush (4 ms of the 6 ms path): a progress value and a heartbeat are hints, rewritten within the
-    second, and only a crash of the database itself could lose the last one.
+    One statement between a ComfyUI frame and its push (bench B4): an UPDATE that returns what the
+    push needs and the cancel flag, so the worker's once-a-second heartbeat and cancel check can skip
+    a second that had progress. On PostgreSQL it commits without waiting for its WAL flush: a progress
+    value and a heartbeat are hints, rewritten within the second, and only a crash of the database
+    itself could lose the last one. A job no longer running is not written and not pushed.
     """
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            progress_node=node[:200],
-            progress_value=max(0, value),
-            progress_max=max(0, maximum),
-            progress_percent=min(100.0, max(0.0, percent)),
-            heartbeat_at=timezone.now(),
-        )
-    # Only what job_payload reads: the row's JSON (workflow, params) would be parsed on every push (bench B4).
-    job = Job.objects.only(*PAYLOAD_FIELDS, "cancel_requested").filter(pk=job_id).first()
-    if job is None:
+    job = Job(
+        pk=job_id,
+        status=JobStatus.RUNNING,
+        progress_node=node[:200],
+        progress_value=max(0, value),
+        progress_max=max(0, maximum),
+        progress_percent=min(100.0, max(0.0, percent)),
+        heartbeat_at=timezone.now(),
+    )
+    row = _update_returning(job, PROGRESS_FIELDS, returning=("subject", "cancel_requested"))
+    if row is None:
         return False
+    job.subject, cancel_requested = row
     try:
         job_changed.send(sender=Job, **job_payload(job, event="progress"))
     except Exception:
         log.exception("job_changed receiver failed for job %s", job_id)
-    return job.cancel_requested
+    return bool(cancel_requested)
+
+
+PROGRESS_FIELDS = ("progress_node", "progress_value", "progress_max", "progress_percent", "heartbeat_at")
+
+
+def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str, ...]) -> tuple | None:
+    """UPDATE `fields` of a running `job` from its attributes, RETURNING those columns (None: not running).
+
+    Django's update() cannot return columns; PostgreSQL and SQLite >= 3.35 can, which saves the
+    SELECT that would follow (a round trip per progress frame). Values go through each field's own
+    database conversion, as save() does.
+    """
+    meta, quote = Job._meta, connection.ops.quote_name
+    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+    values = [meta.get_field(name).get_db_prep_save(getattr(job, name), connection) for name in fields]
+    columns = ", ".join(quote(meta.get_field(name).column) for name in returning)
+    where = f"{quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    # Identifiers from the model's meta, quoted; every value is a parameter.
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where} RETURNING {columns}"  # noqa: S608
+    postgresql = connection.vendor == "postgresql"
+    # SET LOCAL needs a transaction of its own; elsewhere the statement is one (autocommit).
+    with transaction.atomic() if postgresql else contextlib.nullcontext(), connection.cursor() as cursor:
+        if postgresql:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(sql, [*values, job.pk, JobStatus.RUNNING])
+        return cursor.fetchone()
 
 
 def job_touch(*, job_id: int) -> None:
