@@ -43,9 +43,14 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The user of this API token is inactive.")
         now = timezone.now()
-        ApiToken.objects.filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), pk=token.pk
-        ).update(last_used_at=now)
+        # The row just read says whether it is due: no write statement on most requests (on SQLite even
+        # an UPDATE that matches nothing takes the database's write lock). The condition stays in the
+        # UPDATE for two requests racing.
+        stale = now - LAST_USED_RESOLUTION
+        if token.last_used_at is None or token.last_used_at < stale:
+            ApiToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=token.pk).update(
+                last_used_at=now
+            )
         return token.user, token
 
     def authenticate_header(self, request) -> str:

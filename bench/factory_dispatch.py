@@ -431,7 +431,7 @@ def gap_steps(runs, requests) -> dict[str, list[float]]:
                 (r.time for r in requests if r.time >= mark and r.method == method and r.path.startswith(path)), None
             )
             if hit is None or hit > following.started:
-                break
+                continue  # a step this gap did not take (no POST /free between jobs of one workflow)
             steps[label].append(hit - mark)
             mark = hit
         else:

@@ -8,6 +8,7 @@ from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
+from factory import vram
 from factory.render import RenderFailed, ffmpeg_binary
 from mcn_site.lib.fonts import cjk_font
 
@@ -51,10 +52,10 @@ def check_comfyui_settings(app_configs, **kwargs):
                 id="factory.E004",
             )
         )
-    if settings.FACTORY_FREE_AFTER_JOB not in {"none", "unload_models", "free_memory"}:
+    if settings.FACTORY_FREE_AFTER_JOB not in vram.MODES:
         errors.append(
             Error(
-                f"FACTORY_FREE_AFTER_JOB={settings.FACTORY_FREE_AFTER_JOB!r}: use none, unload_models or free_memory.",
+                f"FACTORY_FREE_AFTER_JOB={settings.FACTORY_FREE_AFTER_JOB!r}: use {', '.join(vram.MODES)}.",
                 id="factory.E005",
             )
         )

@@ -101,6 +101,7 @@ def run_comfyui_job(job_id: int, *, server_url: str | None = None) -> None:
     client = client_for(server_url)
     home = client_for(job.server_url) if job.prompt_id and job.server_url else client
     try:
+        vram.before_job(client, workflow=job.template_id, mode=settings.FACTORY_FREE_AFTER_JOB)
         _drive(job, client, home=home)
     except OutputNotSaved as error:
         # The prompt's result stays in ComfyUI's history: the retry reconciles by prompt id and downloads

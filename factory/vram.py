@@ -8,14 +8,43 @@ from factory.comfyui import ComfyUIClient, ComfyUIError
 log = logging.getLogger(__name__)
 
 
+MODES = ("auto", "none", "unload_models", "free_memory")  # FACTORY_FREE_AFTER_JOB
+
+# auto: the workflow (template row) this process last ran on each ComfyUI server, by base URL.
+_last_workflow: dict[str, int | None] = {}
+
+
+def before_job(client: ComfyUIClient, *, workflow: int | None, mode: str) -> bool:
+    """Mode "auto": unload ComfyUI's models before a job whose workflow is not the one this worker ran
+    there last (or the first since the worker started: what is loaded is unknown). True if it freed.
+
+    A backlog of one workflow keeps its checkpoint loaded: unloading after every job made ComfyUI load
+    it again for the next (seconds a job on a GPU, and 10 ms of the gap between prompts even on the
+    fake: bench B3). ComfyUI still evicts models on its own when a new one does not fit.
+    """
+    if mode != "auto":
+        return False
+    last = _last_workflow.get(client.base_url, "unknown")
+    _last_workflow[client.base_url] = workflow
+    if last == workflow:
+        return False
+    _free(client, unload_models=True, free_memory=False)
+    return True
+
+
 def release(client: ComfyUIClient | None, *, mode: str) -> None:
-    """`mode`: "none", "unload_models" (drop models from VRAM) or "free_memory" (also ComfyUI's cache)."""
+    """After a job. `mode`: "none" and "auto" (see before_job) send nothing here, "unload_models" drops
+    ComfyUI's models from VRAM, "free_memory" also its cache; then our own CUDA cache, where there is one."""
     if client is not None and mode in {"unload_models", "free_memory"}:
-        try:
-            client.free(unload_models=True, free_memory=mode == "free_memory")
-        except ComfyUIError as error:
-            log.info("could not free ComfyUI memory: %s", error)
+        _free(client, unload_models=True, free_memory=mode == "free_memory")
     empty_torch_cache()
+
+
+def _free(client: ComfyUIClient, **what: bool) -> None:
+    try:
+        client.free(**what)
+    except ComfyUIError as error:
+        log.info("could not free ComfyUI memory: %s", error)
 
 
 def empty_torch_cache() -> bool:

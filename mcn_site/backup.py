@@ -15,6 +15,7 @@ writes it beside it as `<archive>.sha256` (the `sha256sum` format), which `resto
 """
 
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
@@ -38,6 +39,7 @@ from django.conf import settings
 from django.core import serializers
 from django.core.management import call_command
 from django.core.management.color import no_style
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
@@ -45,6 +47,17 @@ from django.db.migrations.recorder import MigrationRecorder
 FORMAT = "mcn-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+
+
+class ExactJSONEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder keeps milliseconds of datetimes and times; a backup keeps every microsecond."""
+
+    def default(self, o):
+        if isinstance(o, dt.datetime | dt.time):
+            text = o.isoformat()
+            return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+        return super().default(o)
+
 
 # Made again by `migrate` on the target (post_migrate), never copied; see the module docstring.
 EXCLUDED = frozenset({"contenttypes.contenttype", "auth.permission", "sessions.session"})
@@ -238,7 +251,7 @@ def _dump_table(model, path: Path, *, using: str, referenced: list) -> int:
             yield obj
 
     with open(path, "w", encoding="utf-8") as stream:
-        serializers.serialize("jsonl", rows(), stream=stream, use_natural_foreign_keys=True)
+        serializers.serialize("jsonl", rows(), stream=stream, use_natural_foreign_keys=True, cls=ExactJSONEncoder)
     return count
 
 

@@ -146,7 +146,8 @@ FACTORY_STALL_SECONDS = env_int("FACTORY_STALL_SECONDS", 120, minimum=1)  # no p
 FACTORY_POLL_SECONDS = env_int("FACTORY_POLL_SECONDS", 5, minimum=1)  # /history poll beside the socket
 FACTORY_MAX_ATTEMPTS = env_int("FACTORY_MAX_ATTEMPTS", 3, minimum=1)
 FACTORY_UNREACHABLE_RETRIES = env_list("FACTORY_UNREACHABLE_RETRIES", ["10", "30", "60", "120", "300"])
-FACTORY_FREE_AFTER_JOB = env_str("FACTORY_FREE_AFTER_JOB", "unload_models")  # none | unload_models | free_memory
+# auto: unload ComfyUI's models only when the next job runs another workflow | none | unload_models | free_memory
+FACTORY_FREE_AFTER_JOB = env_str("FACTORY_FREE_AFTER_JOB", "auto")
 FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
 # A running job whose worker has said nothing for this long is presumed dead (killed) and re-driven.
 FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)

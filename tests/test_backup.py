@@ -105,6 +105,10 @@ def varied_data() -> dict:
     done = make_post(artist=second, shots=1)
     done.final_video.save("final.mp4", ContentFile(mp4_bytes()))
 
+    # Sub-millisecond times survive too (JSON's usual encoding keeps milliseconds: 12:00:00.000456 came back
+    # as 12:00:00 and failed the round trip about once in a thousand rows).
+    exact = make_postevent(post=post, actor=producer, note="at a sub-millisecond time")
+    post.events.filter(pk=exact.pk).update(created_at=datetime(2026, 3, 1, 12, 0, 0, 456, tzinfo=UTC))
     job = make_job(status="succeeded", attempts=1, created_by=ops)
     make_job_output(job=job)
     JobEvent.objects.create(job=job, kind="succeeded", message="done", data={"seconds": 1.5, "nodes": ["2"]})

@@ -2,9 +2,12 @@
 
 import hashlib
 import re
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from artists.models import ApiToken
@@ -89,6 +92,13 @@ def test_use_is_recorded_at_most_once_a_minute():
     token.refresh_from_db()
     first = token.last_used_at
     assert first is not None
-    api.get("/api/v1/posts/")
+    with CaptureQueriesContext(connection) as queries:
+        api.get("/api/v1/posts/")
     token.refresh_from_db()
     assert token.last_used_at == first
+    assert not [query for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
+    # A minute later the next request records it again.
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    api.get("/api/v1/posts/")
+    token.refresh_from_db()
+    assert token.last_used_at > first

@@ -8,6 +8,12 @@ from factory import vram
 from factory.comfyui import ComfyUIClient
 
 
+@pytest.fixture(autouse=True)
+def _fresh_worker_memory(monkeypatch):
+    """As in a worker that just started: no server's last workflow known (a port may be reused)."""
+    monkeypatch.setattr(vram, "_last_workflow", {})
+
+
 @pytest.fixture
 def client(fake_comfyui):
     client = ComfyUIClient(fake_comfyui.url, client_id="vram-test")
@@ -27,6 +33,22 @@ def test_free_memory_mode_also_clears_comfyuis_cache(fake_comfyui, client):
 
 def test_none_mode_sends_nothing(fake_comfyui, client):
     vram.release(client, mode="none")
+    assert fake_comfyui.free_calls() == []
+
+
+def test_auto_mode_unloads_models_only_when_the_workflow_changes(fake_comfyui, client):
+    ran = [vram.before_job(client, workflow=workflow, mode="auto") for workflow in (7, 7, 7, 9, 9, 7)]
+
+    # The first job: what the server holds is unknown. Then only the switches 7 -> 9 and 9 -> 7.
+    assert ran == [True, False, False, True, False, True]
+    assert fake_comfyui.free_calls() == [{"unload_models": True, "free_memory": False}] * 3
+    vram.release(client, mode="auto")  # nothing after a job
+    assert len(fake_comfyui.free_calls()) == 3
+
+
+@pytest.mark.parametrize("mode", ["none", "unload_models", "free_memory"])
+def test_the_other_modes_send_nothing_before_a_job(fake_comfyui, client, mode):
+    assert [vram.before_job(client, workflow=workflow, mode=mode) for workflow in (1, 2)] == [False, False]
     assert fake_comfyui.free_calls() == []
 
 

@@ -9,13 +9,19 @@ from django.conf import settings
 
 from factory import services
 from factory.models import GpuWorker, Job, JobStatus
-from tests.factories import png_bytes
+from tests.factories import TINY_WORKFLOW, png_bytes
 from tests.factory.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Example B of the ComfyUI protocol notes, as an operator would export it (API format).
 PORTRAIT = json.loads((Path(__file__).parent / "data" / "portrait_api.json").read_text())
+# Another workflow (other nodes, so other models on a real GPU) for switching between templates.
+INVERTED = {
+    **TINY_WORKFLOW,
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inverted"}},
+}
 
 
 def finished(job_id: int) -> Job | None:
@@ -72,3 +78,25 @@ def test_the_worker_heartbeats_its_servers_vram(fake_comfyui, start_worker):
     )
     assert worker.device_name.startswith("cuda:0 NVIDIA H100")
     assert worker.vram_total == 80 * 2**30 and worker.vram_free == 60 * 2**30
+
+
+def test_a_worker_unloads_models_only_when_the_next_job_runs_another_workflow(fake_comfyui, start_worker):
+    """FACTORY_FREE_AFTER_JOB=auto (the default): a backlog of one workflow keeps its models loaded."""
+    services.template_import(name="plain", workflow=TINY_WORKFLOW)
+    services.template_import(name="inverted", workflow=INVERTED)
+    order = ["plain", "plain", "plain", "inverted", "plain"]
+    ids = [
+        services.job_enqueue(template=name, params={"WIDTH": 32}, subject=f"post.1/shot.{n}").pk
+        for n, name in enumerate(order)
+    ]
+    start_worker(fake_comfyui.url, env={"FACTORY_FREE_AFTER_JOB": "auto"})
+
+    wait_for(lambda: all(finished(pk) for pk in ids), what="every job to finish")
+    assert set(Job.objects.filter(pk__in=ids).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}
+    # Before the first job (what the server held was unknown), then at each change of workflow.
+    posts = [(r.path, r.json) for r in fake_comfyui.requests("POST") if r.path in {"/prompt", "/free"}]
+    kinds = ["free" if path == "/free" else "prompt" for path, _ in posts]
+    assert kinds == ["free", "prompt", "prompt", "prompt", "free", "prompt", "free", "prompt"]
+    assert {json.dumps(body) for path, body in posts if path == "/free"} == {
+        json.dumps({"unload_models": True, "free_memory": False})
+    }
