@@ -24,9 +24,24 @@ def storyboard_subject(post_id: int) -> str:
 
 @transaction.atomic
 def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
-    """Queue the director for this post (refused unless the storyboard may be edited)."""
+    """Queue the director for this post (refused unless the storyboard may be edited).
+
+    While a director job of the post is queued or running, asking again with the same feedback (a
+    second click, a retried request) returns that job; other feedback is refused until it ends.
+    """
     post = Post.objects.select_for_update(of=("self",)).get(pk=post_id)
     _ensure_editable(post)
+    working = (
+        Job.objects.unfinished().filter(kind=JobKind.LLM, subject=storyboard_subject(post.pk)).order_by("-pk").first()
+    )
+    if working is not None:
+        if working.params.get("feedback", "") == feedback:
+            return working
+        raise ValidationError(
+            f"The director is still writing this storyboard (job {working.pk}). Wait for it, or cancel it, "
+            "before asking again with other feedback.",
+            code="director_busy",
+        )
     job = job_enqueue_task(
         kind=JobKind.LLM,
         params={"post_id": post.pk, "feedback": feedback},

@@ -308,12 +308,14 @@ def test_out_of_memory_frees_and_retries_once(fake_comfyui, start_worker):
 
     assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
     assert job.attempts == 2 and len(fake_comfyui.prompts_submitted()) == 2
-    # /free (models and cache) went out between the two submits.
+    # /free (models and cache) went out between the two submits; the first /free (models only) is the
+    # worker's first job on a server whose loaded models it does not know (FACTORY_FREE_AFTER_JOB=auto).
     calls = [(r.path, r.json) for r in fake_comfyui.requests("POST") if r.path in {"/prompt", "/free"}]
-    assert calls[:3] == [
-        ("/prompt", calls[0][1]),
+    assert calls == [
+        ("/free", {"unload_models": True, "free_memory": False}),
+        ("/prompt", calls[1][1]),
         ("/free", {"unload_models": True, "free_memory": True}),
-        ("/prompt", calls[2][1]),
+        ("/prompt", calls[3][1]),
     ]
     assert [o.attempt for o in job.outputs.all()] == [2]
     assert_invariants(job, fake_comfyui)

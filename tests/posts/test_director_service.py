@@ -5,13 +5,15 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from factory.jobs import run_job
-from factory.models import JobKind, JobStatus
+from factory.models import Job, JobKind, JobStatus
+from factory.services import job_cancel
 from posts.director.jobs import storyboard_generate
 from posts.director.service import DirectorFailed, write_storyboard
 from posts.director.timing import speaking_seconds
@@ -130,6 +132,25 @@ def test_the_director_runs_as_an_llm_factory_job(storyboard, django_capture_on_c
     assert job.status == JobStatus.SUCCEEDED
     storyboard.refresh_from_db()
     assert storyboard.version > 1 and storyboard.events.filter(note__contains="offline director").exists()
+
+
+def test_asking_again_while_the_director_works_returns_the_same_job_and_other_feedback_waits(storyboard):
+    producer = make_user()
+    job = storyboard_generate(post_id=storyboard.pk, actor=producer, feedback="Shorter")
+    events = storyboard.events.count()
+
+    assert storyboard_generate(post_id=storyboard.pk, actor=producer, feedback="Shorter") == job
+    with pytest.raises(ValidationError) as refused:
+        storyboard_generate(post_id=storyboard.pk, actor=producer, feedback="Funnier")
+    assert refused.value.messages == [
+        f"The director is still writing this storyboard (job {job.pk}). Wait for it, or cancel it, "
+        "before asking again with other feedback."
+    ]
+    assert Job.objects.filter(subject=job.subject).count() == 1 and storyboard.events.count() == events
+
+    job_cancel(job_id=job.pk)  # once it has ended, the next request queues a new job
+    again = storyboard_generate(post_id=storyboard.pk, actor=producer, feedback="Funnier")
+    assert again != job and again.params["feedback"] == "Funnier"
 
 
 def test_a_post_in_review_cannot_be_rewritten():
