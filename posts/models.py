@@ -13,8 +13,9 @@ from mcn_site.lib.media import audio_duration, validate_image_or_video
 
 
 def validate_music(file) -> None:
-    """Background music: a WAV or MP3 that can be read (any length: it loops or is cut)."""
-    audio_duration(file)
+    """Background music: a WAV or MP3 that can be read (any length: it loops or is cut), at most
+    MCN_MAX_AUDIO_BYTES like every audio upload."""
+    audio_duration(file, what="music file")
 
 
 class AspectRatio(models.TextChoices):

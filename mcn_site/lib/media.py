@@ -106,8 +106,9 @@ def validate_image_or_video(file) -> None:
         )
 
 
-def audio_duration(file) -> float:
-    """Duration in seconds of a WAV or MP3 upload; ValidationError for anything else."""
+def audio_duration(file, *, what: str = "recording") -> float:
+    """Duration in seconds of a WAV or MP3 upload of at most MCN_MAX_AUDIO_BYTES; ValidationError otherwise."""
+    _check_size(file, settings.MCN_MAX_AUDIO_BYTES, what)  # before reading it whole
     mime = sniff_mime(file)
     if mime not in AUDIO_MIME_TYPES:
         found = f" (it looks like {mime})" if mime else ""
@@ -140,7 +141,6 @@ class VoiceSampleValidator:
 
     def __call__(self, file) -> None:
         min_seconds, max_seconds = self.min_seconds, self.max_seconds
-        _check_size(file, settings.MCN_MAX_AUDIO_BYTES, "recording")
         seconds = audio_duration(file)
         if not min_seconds <= seconds <= max_seconds:
             raise ValidationError(

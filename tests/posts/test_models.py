@@ -158,3 +158,23 @@ def test_shot_label_shows_the_lock():
 
     assert str(make_shot(post=post, position=2, locked=True)) == "🔒 Shot 2: A-roll (artist talking)"
     assert str(make_shot(post=post, position=3)) == "Shot 3: A-roll (artist talking)"
+
+
+# Background music
+
+
+def test_background_music_over_the_audio_limit_is_refused_with_its_size_before_it_is_read(settings):
+    settings.MCN_MAX_AUDIO_BYTES = 64 * 1024
+    music = SimpleUploadedFile("theme.wav", wav_bytes(4.0), "audio/wav")  # 4 s of 16-bit mono: 125 KB
+    post = Post(title="Market wrap", artist=make_artist(), music=music)
+
+    errors = clean_errors(post)
+
+    assert errors == {"music": [f"This music file is {music.size / 1024:.1f}\xa0KB; the limit is 64.0\xa0KB."]}
+
+
+def test_background_music_within_the_limit_is_accepted(settings):
+    settings.MCN_MAX_AUDIO_BYTES = 1024 * 1024
+    music = SimpleUploadedFile("theme.wav", wav_bytes(2.0), "audio/wav")
+
+    assert clean_errors(Post(title="Market wrap", artist=make_artist(), music=music)) == {}
