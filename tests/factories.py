@@ -141,6 +141,16 @@ TINY_WORKFLOW = {
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "tiny"}},
 }
 
+# Three executed nodes and no model: what the fault tests run (the fake's steps_per_node makes it slow).
+BASIC_WORKFLOW = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": "{{WIDTH}}", "height": 48, "batch_size": 1, "color": 3368652},
+    },
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "basic"}},
+}
+
 
 def make_template(**extra):
     """A valid WorkflowTemplate (EmptyImage -> SaveImage, one int placeholder) unless told otherwise."""

@@ -24,20 +24,11 @@ from rq.job import Job as RqJob
 
 from factory import queues, services
 from factory.models import ErrorKind, Job, JobStatus
+from tests.factories import BASIC_WORKFLOW as BASIC  # model-free; steps_per_node makes it slow
 from tests.factory.conftest import wait_for
 from tests.fakes.comfyui import FakeComfyUI
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# Model-free, three executed nodes: progress steps (steps_per_node) make it as slow as a test needs.
-BASIC = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": "{{WIDTH}}", "height": 48, "batch_size": 1, "color": 3368652},
-    },
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "basic"}},
-}
 
 
 def enqueue(workflow: dict = BASIC, name: str = "basic", **params) -> Job:

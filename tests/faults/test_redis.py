@@ -23,6 +23,7 @@ from factory.models import Job, JobStatus
 from mcn_site.lib import roles
 from mcn_site.realtime import post_group, publish
 from tests.e2e.conftest import AsgiServer, free_port
+from tests.factories import BASIC_WORKFLOW as BASIC  # model-free, three executed nodes
 from tests.factories import make_artist, make_post, make_user
 from tests.factory.conftest import subprocess_env
 from tests.faults.conftest import wait_for
@@ -30,15 +31,6 @@ from tests.faults.invariants import assert_invariants
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fault, pytest.mark.timeout(120)]
 
-# Model-free, three executed nodes (as in tests/factory/test_faults.py).
-BASIC = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": "{{WIDTH}}", "height": 48, "batch_size": 1, "color": 3368652},
-    },
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "basic"}},
-}
 STALE = 2
 JOBS = 20
 
