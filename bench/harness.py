@@ -30,8 +30,11 @@ DOC = ROOT / "docs" / "benchmarks.md"
 def setup_django() -> None:
     """Django for a benchmark: the project's settings, DEBUG off (it would keep, and time, every query)."""
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcn_site.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only")
+    from mcn_site.lib.env import env_raw
+
+    for name, value in {"DJANGO_SETTINGS_MODULE": "mcn_site.settings", "SECRET_KEY": "bench-only"}.items():
+        if env_raw(name) is None:  # set but empty counts as unset, as in settings
+            os.environ[name] = value
     os.environ["DEBUG"] = "0"
     import django
 

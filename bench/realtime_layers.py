@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--paced", type=int, default=200)
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8"))
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/8")
     parser.add_argument("--smoke", action="store_true", help="2 clients, 5 messages: only checks that it runs")
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/benchmarks.md")
     args = parser.parse_args()

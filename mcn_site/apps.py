@@ -7,3 +7,6 @@ class McnSiteConfig(AppConfig):
     name = "mcn_site"
     label = "mcn_site"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from mcn_site import checks  # noqa: F401 - registers the start-up checks

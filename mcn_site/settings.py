@@ -13,16 +13,23 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from mcn_site.lib import devenv
 from mcn_site.lib.env import env_bool, env_int, env_list, env_str, env_timezone
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MCN_VAR_DIR", str(BASE_DIR / "var")))
+# Beside a running `make run`: DEBUG and its embedded Redis's REDIS_URL, for what the environment
+# leaves unset (mcn_site/lib/devenv.py). Read before any other setting.
+devenv.apply(devenv.dev_env_file(VAR_DIR))
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key; "
+            "commands run beside `make run` get DEBUG=1 from it)."
+        )
     SECRET_KEY = "dev-only-insecure-key-do-not-deploy"  # noqa: S105 - DEBUG only
 # Rotation: the new key signs, the old ones listed here still verify (sessions, password-reset links,
 # signed values) until they are dropped from the list (docs/deploy.md, "Rotating secrets").
@@ -107,8 +114,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis: django-rq queues and the Channels layer. `manage.py start` sets REDIS_URL
-# to its embedded server when none is configured.
+# Redis: django-rq queues and the Channels layer. `make run` (scripts/dev.py) sets REDIS_URL to its
+# embedded server when none is configured, and publishes it in var/dev.env for commands beside it.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # GPU pools: named sets of GPU machines (e.g. "video" for the 48 GB cards). The default pool always
@@ -309,7 +316,7 @@ if _proxy_header:
 # Behind a TLS proxy, plain-http requests are redirected to https unless told otherwise; probes on
 # the private network (health, readiness, metrics scrapes) reach daphne directly and are not.
 # (Empty counts as unset, so the .env.example line keeps the default.)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT") if env_str("SECURE_SSL_REDIRECT") else bool(_proxy_header)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", bool(_proxy_header))
 SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
 # HSTS: browsers refuse plain http for this long. Start small (3600), raise to a year once all is well.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)

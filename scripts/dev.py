@@ -8,6 +8,8 @@
 websockets), a GPU worker (bound to COMFYUI_URL), a CPU worker, the job
 reconciler and the scheduler until Ctrl-C, which stops them all.
 Without REDIS_URL both commands start a private redis-server and stop it at the end.
+While `run` runs, var/dev.env tells manage.py commands of this checkout its DEBUG and REDIS_URL
+(mcn_site/lib/devenv.py), so they work beside it as the README shows.
 """
 
 import argparse
@@ -22,20 +24,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mcn_site.lib import devenv  # noqa: E402
 from mcn_site.lib.embedded_redis import embedded_redis  # noqa: E402
+from mcn_site.lib.env import env_int, env_raw, env_str  # noqa: E402
 
 PYTHON = sys.executable
 
 
 def var_dir() -> Path:
-    return Path(os.environ.get("MCN_VAR_DIR", ROOT / "var"))
+    return Path(env_str("MCN_VAR_DIR", str(ROOT / "var")))
 
 
 @contextlib.contextmanager
 def redis_url():
     """REDIS_URL from the environment, or an embedded server for the duration."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"], False
+    if env_raw("REDIS_URL"):
+        yield env_raw("REDIS_URL"), False
         return
     with embedded_redis(var_dir() / "redis") as url:
         os.environ["REDIS_URL"] = url
@@ -60,8 +64,13 @@ def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("DEBUG", "1")  # a laptop: dev secret key, plain-http cookies
-    with redis_url() as (url, embedded):
+    if env_raw("DEBUG") is None:
+        os.environ["DEBUG"] = "1"  # a laptop: dev secret key, plain-http cookies
+    # Ends in reverse order: the processes stop first, then var/dev.env goes, then the embedded Redis.
+    with (
+        redis_url() as (url, embedded),
+        devenv.published(devenv.dev_env_file(var_dir()), {"DEBUG": os.environ["DEBUG"], "REDIS_URL": url}),
+    ):
         print(f"Redis: {url}{' (embedded, stops with this command)' if embedded else ''}", flush=True)
         manage("migrate", "--noinput", "-v", "0")
         if not args.no_seed:
@@ -102,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
 def test(pytest_args: list[str]) -> int:
     # Tests never need a real secret; a deployment's SECRET_KEY is not read here.
-    os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret")
-    os.environ.setdefault("DEBUG", "0")
+    for name, value in {"SECRET_KEY": "tests-only-not-a-secret", "DEBUG": "0"}.items():
+        if env_raw(name) is None:
+            os.environ[name] = value
     with redis_url() as (url, embedded):
         print(f"Redis: {url}{' (embedded)' if embedded else ''}", flush=True)
         return subprocess.call([PYTHON, "-m", "pytest", *pytest_args], cwd=ROOT)  # noqa: S603
@@ -113,8 +123,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="migrate, seed the demo, start web + worker")
-    run_parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run_parser.add_argument("--host", default=env_str("HOST", "127.0.0.1"))
+    run_parser.add_argument("--port", type=int, default=env_int("PORT", 8000, minimum=1))
     run_parser.add_argument("--no-seed", action="store_true", help="skip the demo data")
     commands.add_parser("test", help="run the whole test suite (extra arguments go to pytest)", add_help=False)
     args, rest = parser.parse_known_args()

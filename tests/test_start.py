@@ -1,9 +1,12 @@
 """The README's start command: one process that brings the whole system up and down."""
 
+import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import redis
 from rq import Worker
 
 from mcn_site.lib.embedded_redis import free_port
-from tests.processes import ManagedProcess
+from tests.processes import ROOT, ManagedProcess
 
 START_TIMEOUT = 120  # migrate + seed on a cold SQLite file, on a 2-core CI machine
 
@@ -56,6 +59,15 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _manage_beside(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    """A README command typed in a second terminal of the same checkout: no DEBUG, no REDIS_URL, no SECRET_KEY."""
+    environ = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG"}}
+    environ["MCN_VAR_DIR"] = str(tmp_path / "var")  # the checkout's var/ (here: the started one's)
+    return subprocess.run(
+        [sys.executable, "manage.py", *argv], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctrl_c(tmp_path):
     port = free_port()
     started = Started(tmp_path, port)
@@ -94,9 +106,27 @@ def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctr
         # The scheduler ticks beside them.
         assert "Scheduler running" in started.output()
 
+        # A command in a second terminal finds the development settings and the embedded Redis
+        # (random port) through var/dev.env: it sees the two workers there.
+        beside = _manage_beside(tmp_path, "rqstats", "--json")
+        assert beside.returncode == 0, beside.stderr
+        workers = {queue["name"]: queue["workers"] for queue in json.loads(beside.stdout)["queues"]}
+        assert workers["cpu"] >= 1 and workers["gpu"] >= 1, workers
+
+        # Ctrl-C: the processes stop before their Redis, so none of them prints a traceback.
         assert started.interrupt() == 0, started.output()
+        assert "Traceback" not in started.output(), started.output()
         assert "Scheduler stopped." in started.output(), "the scheduler did not finish cleanly on Ctrl-C"
         assert not _port_open(port), "the web server outlived Ctrl-C"
         assert not _port_open(redis_port), "the embedded Redis outlived Ctrl-C"
+
+        # Stopped: the file is gone, and a command that needs a setting says so in one line.
+        assert not (tmp_path / "var" / "dev.env").exists()
+        after = _manage_beside(tmp_path, "rqstats", "--json")
+        assert after.returncode != 0
+        assert after.stderr.strip().splitlines() == [
+            "manage.py: SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key; "
+            "commands run beside `make run` get DEBUG=1 from it)."
+        ]
     finally:
         started.kill()

@@ -5,7 +5,10 @@ Nothing is persisted; the server lives as long as the `embedded_redis()` block.
 """
 
 import contextlib
+import ctypes
+import ctypes.util
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -46,6 +49,13 @@ def _answers(port: int) -> bool:
         return False
 
 
+def _stop_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def embedded_redis(workdir: Path, *, startup_timeout: float = 15.0) -> Iterator[str]:
     """Run redis-server on a free loopback port; yield its URL; stop it on exit."""
@@ -69,6 +79,11 @@ def embedded_redis(workdir: Path, *, startup_timeout: float = 15.0) -> Iterator[
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: a terminal's Ctrl-C reaches the workers of `make run` but not their
+        # Redis, which stops only after them (when this block ends), so they shut down without
+        # connection errors. Should the parent be killed outright, the kernel stops it (Linux).
+        start_new_session=True,
+        preexec_fn=_stop_with_parent,  # prctl only: no locks taken between fork and exec
     )
     try:
         deadline = time.monotonic() + startup_timeout

@@ -2,6 +2,10 @@
 
 Every reader raises ImproperlyConfigured with the variable's name when a value
 cannot be used, so a typo in a deployment fails at start-up, not at 3 a.m.
+
+A variable set to nothing (or to blanks) counts as not set: `.env.example` is meant to be
+sourced as it is (`set -a; . ./.env; set +a`), and its `MEDIA_ROOT=` must mean "the default",
+not "the current directory".
 """
 
 import os
@@ -10,18 +14,25 @@ import zoneinfo
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_raw(name: str) -> str | None:
+    """The variable's value, stripped; None when it is unset or blank (the one rule every reader follows)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    value = env_raw(name)
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+    raw = env_raw(name)
     if raw is None:
         return default
-    value = raw.strip().lower()
+    value = raw.lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -30,8 +41,8 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
+    raw = env_raw(name)
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -43,7 +54,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    raw = env_raw(name)
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
