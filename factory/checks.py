@@ -88,7 +88,8 @@ def check_render_tools(app_configs, **kwargs):
             problems.append(
                 CheckWarning(
                     "No CJK font found: captions and title cards in Chinese would show as empty boxes.",
-                    hint="apt-get install fonts-noto-cjk, or set MCN_FONT_FILE to a font with Chinese glyphs.",
+                    hint="pip install -r requirements.txt (its manimgx-fonts-cjk wheel ships Noto Sans CJK), "
+                    "or set MCN_FONT_FILE to a font with Chinese glyphs.",
                     id="factory.W001",
                 )
             )

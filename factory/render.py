@@ -210,7 +210,8 @@ def _font_for(edit: Edit) -> Path:
     if font is None or not Path(font).is_file():
         raise RenderFailed(
             f"No CJK font for the captions ({font or 'none found'}): "
-            "apt-get install fonts-noto-cjk, or set MCN_FONT_FILE to a .ttf/.otf/.ttc file."
+            "pip install -r requirements.txt (its manimgx-fonts-cjk wheel ships one), "
+            "or set MCN_FONT_FILE to a .ttf/.otf/.ttc file."
         )
     return Path(font)
 

@@ -169,6 +169,8 @@ COSYVOICE_TIMEOUT = env_int("COSYVOICE_TIMEOUT", 120, minimum=1)  # seconds one 
 # --- Render (ffmpeg assembly on the CPU queue)
 FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")  # empty: the imageio-ffmpeg binary, else ffmpeg on PATH
 MCN_FONT_FILE = env_str("MCN_FONT_FILE", "")  # CJK-capable font for captions and title cards; empty: found
+# 0: skip the machine's fonts and use the bundled Noto Sans CJK (mcn_site/lib/fonts.py): the same captions everywhere.
+MCN_SYSTEM_FONTS = env_bool("MCN_SYSTEM_FONTS", True)
 MCN_MUSIC_VOLUME = env_int("MCN_MUSIC_VOLUME_PERCENT", 25, minimum=0) / 100  # background music level
 
 # --- Director (LLM): any OpenAI-compatible chat-completions endpoint. No key: the offline rule-based director.

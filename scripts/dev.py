@@ -29,6 +29,7 @@ from mcn_site.lib.embedded_redis import embedded_redis  # noqa: E402
 from mcn_site.lib.env import env_int, env_raw, env_str  # noqa: E402
 
 PYTHON = sys.executable
+SKIP_CHECKS = ("--skip-checks",)  # for the processes started after migrate has run the system checks
 
 
 def var_dir() -> Path:
@@ -74,18 +75,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"Redis: {url}{' (embedded, stops with this command)' if embedded else ''}", flush=True)
         manage("migrate", "--noinput", "-v", "0")
         if not args.no_seed:
-            manage("seed_demo", "--url", f"http://{args.host}:{args.port}/admin/")
+            manage("seed_demo", *SKIP_CHECKS, "--url", f"http://{args.host}:{args.port}/admin/")
         processes = {
             "web": subprocess.Popen(  # noqa: S603
                 [PYTHON, "-m", "daphne", "-b", args.host, "-p", str(args.port), "mcn_site.asgi:application"], cwd=ROOT
             ),
             # One GPU worker per ComfyUI server; COMFYUI_URL says which (default http://127.0.0.1:8188).
-            "gpu-worker": subprocess.Popen([PYTHON, "manage.py", "run_gpu_worker"], cwd=ROOT),  # noqa: S603
+            # The system checks ran once, in migrate: their warnings (a missing font, ...) are printed once,
+            # not once per process, hence --skip-checks below (same environment, same answers).
+            "gpu-worker": subprocess.Popen([PYTHON, "manage.py", "run_gpu_worker", *SKIP_CHECKS], cwd=ROOT),  # noqa: S603
             "cpu-worker": subprocess.Popen(  # noqa: S603
-                [PYTHON, "manage.py", "rqworker", "cpu", "default", "--with-scheduler"], cwd=ROOT
+                [PYTHON, "manage.py", "rqworker", "cpu", "default", "--with-scheduler", *SKIP_CHECKS], cwd=ROOT
             ),
-            "reconciler": subprocess.Popen([PYTHON, "manage.py", "reconcile_jobs"], cwd=ROOT),  # noqa: S603
-            "scheduler": subprocess.Popen([PYTHON, "manage.py", "run_scheduler"], cwd=ROOT),  # noqa: S603
+            "reconciler": subprocess.Popen([PYTHON, "manage.py", "reconcile_jobs", *SKIP_CHECKS], cwd=ROOT),  # noqa: S603
+            "scheduler": subprocess.Popen([PYTHON, "manage.py", "run_scheduler", *SKIP_CHECKS], cwd=ROOT),  # noqa: S603
         }
         print(f"MCN OS is starting on http://{args.host}:{args.port}/ (Ctrl-C stops everything)", flush=True)
         stopping = False

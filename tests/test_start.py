@@ -24,11 +24,11 @@ START_TIMEOUT = 120  # migrate + seed on a cold SQLite file, on a 2-core CI mach
 class Started(ManagedProcess):
     """`scripts/dev.py run` in its own process group, its output collected line by line."""
 
-    def __init__(self, tmp_path: Path, port: int):
+    def __init__(self, tmp_path: Path, port: int, *options: str, **env: str):
         # A newcomer's machine: no DATABASE_URL (SQLite under var/), no REDIS_URL (embedded Redis).
         environ = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}}
-        environ.update({"MCN_VAR_DIR": str(tmp_path / "var"), "DEBUG": "1", "PYTHONUNBUFFERED": "1"})
-        super().__init__(["scripts/dev.py", "run", "--port", str(port)], env=environ)
+        environ.update({"MCN_VAR_DIR": str(tmp_path / "var"), "DEBUG": "1", "PYTHONUNBUFFERED": "1", **env})
+        super().__init__(["scripts/dev.py", "run", "--port", str(port), *options], env=environ)
 
     def redis_url(self) -> str:
         match = re.search(r"Redis: (redis://\S+)", self.output())
@@ -128,5 +128,23 @@ def test_start_command_serves_the_demo_with_a_worker_and_stops_everything_on_ctr
             "manage.py: SECRET_KEY is not set. Set it in the environment (DEBUG=1 allows a dev key; "
             "commands run beside `make run` get DEBUG=1 from it)."
         ]
+    finally:
+        started.kill()
+
+
+def test_on_a_machine_with_no_cjk_font_at_all_the_start_command_warns_once_not_once_per_process(tmp_path):
+    # No font anywhere: the machine's are skipped, and the font wheel is shadowed by an empty package.
+    shadow = tmp_path / "no-font-wheel"
+    (shadow / "manimgx_fonts_cjk").mkdir(parents=True)
+    (shadow / "manimgx_fonts_cjk" / "__init__.py").write_text("")
+    port = free_port()
+    started = Started(tmp_path, port, "--no-seed", MCN_SYSTEM_FONTS="0", PYTHONPATH=str(shadow))
+    try:
+        _wait_for_http(f"http://127.0.0.1:{port}/healthz", started)
+        deadline = time.monotonic() + 30
+        while "Scheduler running" not in started.output() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the last process to start says so
+        assert started.interrupt() == 0, started.output()
+        assert started.output().count("(factory.W001) No CJK font found") == 1, started.output()
     finally:
         started.kill()

@@ -2,10 +2,13 @@
 
 Chinese text drawn with a Latin-only font comes out as tofu boxes, so both places ask here:
 `MCN_FONT_FILE` when set, else a font the machine already has (Debian `fonts-noto-cjk`, WenQuanYi,
-macOS PingFang, ...), else whatever fontconfig offers for simplified Chinese.
+macOS PingFang, ...) or that fontconfig offers for simplified Chinese, else Noto Sans CJK from the
+`manimgx-fonts-cjk` wheel in requirements.txt, so a fresh machine renders Chinese without root.
+`MCN_SYSTEM_FONTS=0` skips the machine's fonts (the same captions on every worker).
 """
 
 import functools
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -32,10 +35,16 @@ KNOWN_FONTS = (
 _PREFERRED_FACE_MARKS = (" SC", " CN", " GB", "SC ", "Simplified")
 
 
-def cjk_font() -> Path | None:
-    """The font file to draw Chinese text with, or None when this machine has none.
+# The bundled font: Noto Sans CJK (SIL Open Font License 1.1, its licence in the wheel's dist-info).
+BUNDLED_PACKAGE, BUNDLED_FILE = "manimgx_fonts_cjk", "NotoSansCJK-VF.otf.ttc"
 
-    `MCN_FONT_FILE` (setting or environment) wins and must point at an existing file.
+
+def cjk_font() -> Path | None:
+    """The font file to draw Chinese text with, or None when there is none at all.
+
+    `MCN_FONT_FILE` (setting or environment) wins and must point at an existing file. The machine's
+    own fonts come next: they are static Regular faces, which libass draws at their real weight (it
+    draws a variable font such as the bundled one at its default, light, weight).
     """
     configured = str(getattr(settings, "MCN_FONT_FILE", "") or "").strip()
     if configured:
@@ -43,11 +52,25 @@ def cjk_font() -> Path | None:
         if not path.is_file():
             raise ImproperlyConfigured(f"MCN_FONT_FILE={configured!r} is not a font file on this machine.")
         return path
-    for candidate in KNOWN_FONTS:
-        path = Path(candidate)
+    if getattr(settings, "MCN_SYSTEM_FONTS", True):
+        for candidate in KNOWN_FONTS:
+            path = Path(candidate)
+            if path.is_file():
+                return path
+        found = _fontconfig_font()
+        if found:
+            return found
+    return bundled_font()
+
+
+def bundled_font() -> Path | None:
+    """Noto Sans CJK from the font wheel in requirements.txt, or None when the wheel is not installed."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    for folder in (spec and spec.submodule_search_locations) or []:
+        path = Path(folder) / BUNDLED_FILE
         if path.is_file():
             return path
-    return _fontconfig_font()
+    return None
 
 
 def _fontconfig_font() -> Path | None:
@@ -106,7 +129,22 @@ def load_font(size: int, path: Path | str | None = None) -> ImageFont.FreeTypeFo
     path = path or cjk_font()
     if path is None:
         return ImageFont.load_default(size)
-    return ImageFont.truetype(str(path), size, index=face_index(path))
+    font = ImageFont.truetype(str(path), size, index=face_index(path))
+    _regular_weight(font)
+    return font
+
+
+def _regular_weight(font: ImageFont.FreeTypeFont) -> None:
+    """A variable font (the bundled Noto Sans CJK) starts at its lightest weight: draw at Regular (400)."""
+    try:
+        axes = font.get_variation_axes()
+    except OSError:  # a static font: nothing to choose
+        return
+    weights = []
+    for axis in axes:
+        is_weight = axis["name"] in (b"Weight", "Weight")
+        weights.append(min(max(400, axis["minimum"]), axis["maximum"]) if is_weight else axis["default"])
+    font.set_variation_by_axes(weights)
 
 
 _TOKENS = re.compile(r"\s+|[0-9A-Za-z\u00c0-\u024f'’.,!?;:%&@#$\-]+|.", re.DOTALL)

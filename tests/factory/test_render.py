@@ -395,3 +395,43 @@ def test_font_family_picks_the_simplified_chinese_face_of_a_collection():
         pytest.skip("fonts-noto-cjk is not installed")
     assert fonts.font_family(noto) == "Noto Sans CJK SC"
     assert fonts.load_font(20, noto).getname()[0] == "Noto Sans CJK SC"
+
+
+def test_a_machine_without_cjk_fonts_burns_chinese_captions_with_the_bundled_noto_sans_cjk(
+    tmp_path, settings, monkeypatch
+):
+    # A fresh machine without fonts-noto-cjk: our resolver skips the machine's fonts, and libass's
+    # fontconfig (inside ffmpeg) is pointed at a configuration that lists none.
+    settings.MCN_SYSTEM_FONTS = False
+    no_fonts = tmp_path / "fonts.conf"
+    no_fonts.write_text(f'<?xml version="1.0"?><fontconfig><cachedir>{tmp_path / "fc"}</cachedir></fontconfig>')
+    monkeypatch.setenv("FONTCONFIG_FILE", str(no_fonts))
+
+    found = fonts.cjk_font()
+    assert found is not None and found == fonts.bundled_font() and "manimgx_fonts_cjk" in found.parts
+    assert fonts.font_family(found) == "Noto Sans CJK SC"
+
+    # Pillow (title cards, caption wrapping) draws each character, not the missing-glyph box ...
+    font = fonts.load_font(64)
+
+    def drawn(text: str) -> bytes:
+        image = Image.new("L", (80, 96))
+        ImageDraw.Draw(image).text((0, 0), text, font=font, fill=255)
+        return image.tobytes()
+
+    missing_glyph = drawn("\U000f0000")  # a private-use code point no font has
+    glyphs = {drawn(char) for char in "大家好欢迎"}
+    assert len(glyphs) == 5 and missing_glyph not in glyphs and all(any(glyph) for glyph in glyphs)
+    assert font.get_variation_axes()[0]["name"] in (b"Weight", "Weight")  # the variable font, at Regular
+
+    # ... and ffmpeg's libass finds it through the render's fonts/ folder and burns the captions.
+    still = tmp_path / "a.png"
+    Image.new("RGB", (640, 480), (40, 90, 160)).save(still)  # flat: any change is the captions
+    clips = [Clip(still, 1.0, True)]
+    plain = assemble(Edit(clips=clips, output=tmp_path / "plain.mp4", **SMALL))
+    captioned = assemble(Edit(clips=clips, output=tmp_path / "cap.mp4", captions=[Caption(0, 1, CHINESE)], **SMALL))
+    without, with_captions = frame(plain.output, 0.5), frame(captioned.output, 0.5)
+    changed = ImageChops.difference(without, with_captions).convert("L").point(lambda v: 255 if v > 48 else 0)
+    left, upper, right, _lower = changed.getbbox()
+    assert upper > 568 / 2 and right - left > 320 / 3  # a line of text in the lower half
+    assert changed.histogram()[255] > 600, changed.histogram()[255]  # a dozen glyphs drawn
