@@ -48,7 +48,9 @@ def redis_url():
 
 
 def manage(*args: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)  # noqa: S603
+    code = subprocess.call([PYTHON, "manage.py", *args], cwd=ROOT)  # noqa: S603
+    if code:  # the command said why (a setting, a check) on stderr: stop here, no traceback of ours on top
+        raise SystemExit(code)
 
 
 def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
