@@ -1,6 +1,11 @@
+import functools
+
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 
 from artists.selectors import artists_visible_to
 from mcn_site.lib.roles import can_review, is_ops
@@ -43,13 +48,26 @@ MEDIA_REFERENCES: list[tuple[str, str, str]] = [
 ]
 
 
-def media_artists(*, name: str) -> QuerySet:
-    """The ids of the artists the stored file `name` belongs to, as one query (a UNION of indexed lookups)."""
+def media_artists(*, name: str) -> RawSQL:
+    """The ids of the artists the stored file `name` belongs to (NULL rows included), as one SQL
+    expression for a `pk__in=` filter: a UNION of indexed lookups, one per MEDIA_REFERENCES entry."""
+    sql, count = _media_artists_sql(connection.vendor)
+    return RawSQL(sql, [name] * count)  # noqa: S611 - SQL compiled by the ORM; the name is a parameter
+
+
+@functools.cache
+def _media_artists_sql(vendor: str) -> tuple[str, int]:
+    # Compiled once per process: building and compiling the fourteen querysets took 9 ms a request,
+    # the query itself 0.4 ms (40 000 shots, SQLite). Every parameter is the file name.
+    marker = "\x00media-file-name\x00"
     parts = [
-        apps.get_model(model)._base_manager.filter(**{lookup: name}).order_by().values_list(artist)
+        apps.get_model(model)._base_manager.filter(**{lookup: marker}).order_by().values_list(artist)
         for model, lookup, artist in MEDIA_REFERENCES
     ]
-    return parts[0].union(*parts[1:])
+    sql, params = parts[0].union(*parts[1:]).query.sql_with_params()
+    if any(param != marker for param in params):
+        raise ImproperlyConfigured(f"MEDIA_REFERENCES must compare the file name only, got parameters {params}.")
+    return sql, len(params)
 
 
 def media_visible_to(*, user, name: str) -> bool:
