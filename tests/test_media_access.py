@@ -25,12 +25,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from artists.models import ArtistImage
+from artists.models import Artist, ArtistImage
 from factory.models import JobKind
 from mcn_site.lib import roles
 from mcn_site.lib.downloads import signed_media_path
 from posts.models import Post, Shot
-from posts.selectors import MEDIA_REFERENCES, media_visible_to
+from posts.selectors import MEDIA_REFERENCES, media_artists, media_visible_to
 from tests.api.conftest import token_client
 from tests.factories import (
     make_artist,
@@ -316,6 +316,24 @@ def test_the_check_is_a_few_indexed_queries_whatever_the_kind(world, settings):
         with CaptureQueriesContext(connection) as queries:
             media_visible_to(user=member, name=name)
         assert len(queries) <= 3, [q["sql"] for q in queries]
+
+
+def test_the_lookup_of_a_file_s_artists_scans_no_table(world):
+    """Every reference is an indexed lookup (the *_idx indexes on the file columns): no full scan of the
+    shots or job outputs on any media request, however many there are."""
+    artist, _post, _shot, _clients = world
+    member = artist.members.get(groups__name=roles.PRODUCER)
+    query = Artist.objects.filter(members=member, pk__in=media_artists(name="posts/final/post-1-job-1.mp4"))
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # tiny test tables: ask whether an index can serve
+            cursor.execute(f"EXPLAIN {sql}", params)
+            scans = [row[0] for row in cursor.fetchall() if "Seq Scan" in row[0]]
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            scans = [row[-1] for row in cursor.fetchall() if row[-1].startswith("SCAN ")]
+    assert not scans, scans
 
 
 # --------------------------------------------------------------------------- signed links (webhook payloads)
