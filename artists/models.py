@@ -49,6 +49,8 @@ class Voice(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [sanity_id_unique("voice_sanity_id_unique")]
+        # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+        indexes = [models.Index(fields=["sample_audio"], name="voice_sample_audio_idx")]
 
     def __str__(self) -> str:
         return self.name
@@ -84,6 +86,8 @@ class Wardrobe(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [sanity_id_unique("wardrobe_sanity_id_unique")]
+        # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+        indexes = [models.Index(fields=["preview"], name="wardrobe_preview_idx")]
 
     def __str__(self) -> str:
         return self.name
@@ -203,6 +207,12 @@ class Artist(models.Model):
     class Meta:
         ordering = ["stage_name"]
         constraints = [sanity_id_unique("artist_sanity_id_unique")]
+        # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+        indexes = [
+            models.Index(fields=["face_anchor"], name="artist_face_anchor_idx"),
+            models.Index(fields=["full_body"], name="artist_full_body_idx"),
+            models.Index(fields=["three_view_sheet"], name="artist_three_view_sheet_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.stage_name
@@ -228,6 +238,8 @@ class ArtistImage(models.Model):
 
     class Meta:
         ordering = ["artist", "kind", "id"]
+        # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+        indexes = [models.Index(fields=["image"], name="artistimage_image_idx")]
 
     def __str__(self) -> str:
         return f"{self.artist} {self.get_kind_display()} {self.caption}".strip()

@@ -213,6 +213,8 @@ class JobOutput(models.Model):
 
     class Meta:
         ordering = ["job", "attempt", "node_id", "index"]
+        # Which job made a media file: the media access check (posts.selectors.media_visible_to).
+        indexes = [models.Index(fields=["file"], name="joboutput_file_idx")]
         constraints = [
             models.UniqueConstraint(fields=["job", "attempt", "node_id", "index"], name="joboutput_unique_slot"),
         ]

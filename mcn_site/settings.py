@@ -295,6 +295,8 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Production: after the login check, hand the file to nginx's internal location (docs/deploy.md).
 MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")
+# How long a signed media link (webhook payloads' video_url) opens its file without a login: 24 h.
+MCN_SIGNED_URL_SECONDS = env_int("MCN_SIGNED_URL_SECONDS", 86400, minimum=60)
 # Uploads are read into memory up to this size; validators cap the real limits per field.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -1,21 +1,20 @@
-"""Project-level endpoints: liveness, readiness, metrics, and media behind a login."""
+"""Project-level endpoints: liveness, readiness, metrics, and media for the members of its artist."""
 
 import hmac
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import SuspiciousFileOperation
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.utils._os import safe_join
 from django.views.decorators.cache import never_cache
 from django.views.defaults import page_not_found
-from django.views.static import serve
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcn_site import health
+from mcn_site.lib.downloads import is_signed_link, media_name, media_response, signed_link_problem
 from mcn_site.lib.roles import is_ops
 from mcn_site.metrics import exposition
+from posts.selectors import media_visible_to
 
 
 def healthz(request):
@@ -68,23 +67,25 @@ def metrics(request):
     return HttpResponse(exposition(now=timezone.now()), content_type=CONTENT_TYPE_LATEST)
 
 
-@login_required
 def media(request, path: str):
-    """Uploaded media for signed-in staff only: face anchors and drafts are not public.
+    """A media file for a user who may see its artist (posts.selectors.media_visible_to), or for a signed link.
 
-    Django checks the login either way. With MEDIA_ACCEL_REDIRECT set, the web server sends the
-    bytes (nginx `internal` location, see docs/deploy.md); otherwise Django does (development).
+    Anyone else gets a 404, the same as for a missing file (a 404 does not confirm that a guessed
+    name exists); anonymous visitors without a signed link are sent to log in. With
+    MEDIA_ACCEL_REDIRECT set, nginx sends the bytes after the same check (docs/deploy.md).
     """
-    if settings.MEDIA_ACCEL_REDIRECT:
-        try:
-            safe_join(str(settings.MEDIA_ROOT), path)  # no ../ out of the media folder
-        except SuspiciousFileOperation:
-            raise Http404("No such file.") from None
-        response = HttpResponse()
-        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT.rstrip("/") + "/" + path.lstrip("/")
-        del response["Content-Type"]  # nginx sets it from the file
-        return response
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
+    name = media_name(path)
+    if is_signed_link(request.GET):
+        # A webhook receiver without an account: the signature names the file (mcn_site.lib.downloads).
+        problem = signed_link_problem(name, request.GET)
+        if problem:
+            return JsonResponse({"error": {"code": "bad_link", "message": problem, "fields": {}}}, status=403)
+        return media_response(request, name)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if name is None or not media_visible_to(user=request.user, name=name):
+        raise Http404("No such file.")
+    return media_response(request, name)
 
 
 def not_found(request, exception=None):

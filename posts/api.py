@@ -6,12 +6,16 @@ Writes carry the post's version (If-Match or `version`); actions take an Idempot
 answer with the post and the ids of the jobs they started.
 """
 
+from pathlib import PurePosixPath
+
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -20,6 +24,7 @@ from artists.selectors import artists_visible_to
 from mcn_site.lib.api import (
     IDEMPOTENCY_KEY,
     IF_MATCH,
+    DownloadNegotiation,
     ExpensiveThrottle,
     HasModelPermission,
     IdFilter,
@@ -29,6 +34,7 @@ from mcn_site.lib.api import (
     expected_version,
     idempotent,
 )
+from mcn_site.lib.downloads import media_response
 from posts import pipeline, services
 from posts.director.jobs import storyboard_generate
 from posts.models import Post, PostEvent, PostStatus, Shot
@@ -238,6 +244,17 @@ class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def retrieve(self, request, *args, **kwargs):
         post = self.get_object()
         return Response(self.get_serializer(post).data, headers={"ETag": etag(post.version)})
+
+    @extend_schema(
+        tags=POSTS,
+        summary="Download the final video",
+        description="The rendered MP4 (what `render.done` announces), for a member of the post's artist or ops. "
+        "A post that has not been rendered yet is a 404.",
+        responses={(200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY), **errors(403, 404)},
+    )
+    def video(self, request, pk=None):
+        post = get_object_or_404(posts_visible_to(user=request.user), pk=pk)
+        return _download(request, post.final_video, f"post-{post.pk}", "This post has no final video yet.")
 
     @extend_schema(
         tags=POSTS,
@@ -494,6 +511,31 @@ class ShotViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         tags=SHOTS,
+        summary="Download a shot's picture",
+        description="The picture or clip the render uses: the manual asset if there is one, else the generated one.",
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY),
+            (200, "video/*"): OpenApiResponse(OpenApiTypes.BINARY),
+            **errors(403, 404),
+        },
+    )
+    def picture(self, request, pk=None):
+        shot = get_object_or_404(shots_visible_to(user=request.user), pk=pk)
+        asset = shot.manual_asset or shot.generated_asset
+        return _download(request, asset, f"shot-{shot.pk}-picture", "This shot has no picture yet.")
+
+    @extend_schema(
+        tags=SHOTS,
+        summary="Download a shot's voice",
+        description="The spoken line (WAV) made for the shot's script.",
+        responses={(200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY), **errors(403, 404)},
+    )
+    def voice(self, request, pk=None):
+        shot = get_object_or_404(shots_visible_to(user=request.user), pk=pk)
+        return _download(request, shot.voice_asset, f"shot-{shot.pk}-voice", "This shot has no voice yet.")
+
+    @extend_schema(
+        tags=SHOTS,
         summary="Upload a shot's manual asset",
         description="Multipart, field `manual_asset`. The type is judged by the file's content, not its name; "
         "images up to MCN_MAX_IMAGE_BYTES, videos up to MCN_MAX_VIDEO_BYTES.",
@@ -534,6 +576,14 @@ class ShotViewSet(viewsets.GenericViewSet):
         return self._answer(shot.pk)
 
 
+def _download(request, file, stem: str, missing: str):
+    """The file of a field the caller may see (checked by the caller's selector), named `stem` plus its suffix."""
+    if not file:
+        raise NotFound(missing)
+    suffix = PurePosixPath(file.name).suffix
+    return media_response(request, file.name, filename=f"{stem}{suffix}")
+
+
 # --------------------------------------------------------------------------- post events
 
 
@@ -568,6 +618,7 @@ class PostEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 # --------------------------------------------------------------------------- routes
 
 CHANGE_POST, CHANGE_SHOTS = ["posts.change_post"], ["posts.change_shot"]
+DOWNLOAD = DownloadNegotiation
 posts = PostViewSet.as_view
 shots = ShotViewSet.as_view
 
@@ -580,6 +631,7 @@ def _post_action(name: str, perms: list[str], *, expensive: bool = False):
 urlpatterns = [
     path("posts/", posts({"get": "list", "post": "create"}), name="post-list"),
     path("posts/<int:pk>/", posts({"get": "retrieve", "patch": "partial_update"}), name="post-detail"),
+    path("posts/<int:pk>/video", posts({"get": "video"}, content_negotiation_class=DOWNLOAD), name="post-video"),
     _post_action("generate", CHANGE_SHOTS, expensive=True),
     _post_action("submit", CHANGE_POST),
     _post_action("approve", ["posts.review_post"]),
@@ -604,5 +656,7 @@ urlpatterns = [
         shots({"post": "upload_asset", "delete": "remove_asset"}, required_perms=CHANGE_SHOTS),
         name="shot-asset",
     ),
+    path("shots/<int:pk>/picture", shots({"get": "picture"}, content_negotiation_class=DOWNLOAD), name="shot-picture"),
+    path("shots/<int:pk>/voice", shots({"get": "voice"}, content_negotiation_class=DOWNLOAD), name="shot-voice"),
     path("post-events/", PostEventViewSet.as_view({"get": "list"}), name="postevent-list"),
 ]

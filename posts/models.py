@@ -116,6 +116,9 @@ class Post(models.Model):
             models.Index(fields=["artist", "status"], name="post_artist_status_idx"),
             # Review queue: Post.objects.awaiting_review() ordered by age.
             models.Index(fields=["status", "created_at"], name="post_status_created_idx"),
+            # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+            models.Index(fields=["music"], name="post_music_idx"),
+            models.Index(fields=["final_video"], name="post_final_video_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=PostStatus.values), name="post_status_valid"),
@@ -230,6 +233,12 @@ class Shot(models.Model):
 
     class Meta:
         ordering = ["post", "position"]
+        # Which row names a media file: posts.selectors.media_visible_to, on every /media/ request.
+        indexes = [
+            models.Index(fields=["manual_asset"], name="shot_manual_asset_idx"),
+            models.Index(fields=["generated_asset"], name="shot_generated_asset_idx"),
+            models.Index(fields=["voice_asset"], name="shot_voice_asset_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["post", "position"], name="shot_unique_position"),
             # A re-import finds the shot by its Sanity _key, unique within the post's storyboard array.

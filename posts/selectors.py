@@ -1,8 +1,14 @@
+import functools
+
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 
 from artists.selectors import artists_visible_to
-from mcn_site.lib.roles import can_review
+from mcn_site.lib.roles import can_review, is_ops
 from posts.models import ALLOWED_TRANSITIONS, REVIEW_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
 
 
@@ -17,6 +23,59 @@ def shots_visible_to(*, user) -> QuerySet[Shot]:
 
 def post_events_visible_to(*, user) -> QuerySet[PostEvent]:
     return PostEvent.objects.filter(post__artist__in=artists_visible_to(user=user))
+
+
+# Every place a stored media file name is recorded, and the path from that row to the artist(s) the
+# file belongs to: (model, lookup of the file name, lookup of the artist). A factory output belongs to
+# the post or shot whose job made it (factory knows no post: the links are posts' own foreign keys);
+# one that nothing links to (an ops test job, a superseded attempt) has no artist. A file no row
+# names has none either. tests/test_media_access.py fails when a FileField of any app is missing here.
+MEDIA_REFERENCES: list[tuple[str, str, str]] = [
+    ("artists.Artist", "face_anchor", "pk"),
+    ("artists.Artist", "full_body", "pk"),
+    ("artists.Artist", "three_view_sheet", "pk"),
+    ("artists.ArtistImage", "image", "artist"),
+    ("artists.Voice", "sample_audio", "artists"),  # every artist speaking with it
+    ("artists.Wardrobe", "preview", "artists"),  # every artist allowed to wear it
+    ("posts.Post", "music", "artist"),
+    ("posts.Post", "final_video", "artist"),
+    ("posts.Post", "render_job__outputs__file", "artist"),
+    ("posts.Shot", "manual_asset", "post__artist"),
+    ("posts.Shot", "generated_asset", "post__artist"),
+    ("posts.Shot", "voice_asset", "post__artist"),
+    ("posts.Shot", "job__outputs__file", "post__artist"),
+    ("posts.Shot", "voice_job__outputs__file", "post__artist"),
+]
+
+
+def media_artists(*, name: str) -> RawSQL:
+    """The ids of the artists the stored file `name` belongs to (NULL rows included), as one SQL
+    expression for a `pk__in=` filter: a UNION of indexed lookups, one per MEDIA_REFERENCES entry."""
+    sql, count = _media_artists_sql(connection.vendor)
+    return RawSQL(sql, [name] * count)  # noqa: S611 - SQL compiled by the ORM; the name is a parameter
+
+
+@functools.cache
+def _media_artists_sql(vendor: str) -> tuple[str, int]:
+    # Compiled once per process: building and compiling the fourteen querysets took 9 ms a request,
+    # the query itself 0.4 ms (40 000 shots, SQLite). Every parameter is the file name.
+    marker = "\x00media-file-name\x00"
+    parts = [
+        apps.get_model(model)._base_manager.filter(**{lookup: marker}).order_by().values_list(artist)
+        for model, lookup, artist in MEDIA_REFERENCES
+    ]
+    sql, params = parts[0].union(*parts[1:]).query.sql_with_params()
+    if any(param != marker for param in params):
+        raise ImproperlyConfigured(f"MEDIA_REFERENCES must compare the file name only, got parameters {params}.")
+    return sql, len(params)
+
+
+def media_visible_to(*, user, name: str) -> bool:
+    """Whether `user` may have the media file stored as `name`: ops any file; anyone else a file that
+    belongs to an artist they may see (artists_visible_to). A file of no artist is for ops only."""
+    if is_ops(user):
+        return True  # unreferenced files too (a test job's output, an upload nothing names yet)
+    return artists_visible_to(user=user).filter(pk__in=media_artists(name=name)).exists()
 
 
 def post_for_page(*, user, post_id: int):

@@ -36,6 +36,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from factory.models import TERMINAL_STATUSES, Job, JobStatus
+from mcn_site.lib.downloads import signed_media_path
 from mcn_site.lib.netguard import resolve_public_url
 from posts.models import DeliveryStatus, Post, Webhook, WebhookDelivery, WebhookEvent
 
@@ -122,8 +123,13 @@ def post_status_changed(*, post: Post, from_status: str, actor) -> None:
 
 
 def render_done(*, post_id: int, job_id: int) -> None:
-    """render.done, from posts.pipeline when a render succeeded and the post is done."""
+    """render.done, from posts.pipeline when a render succeeded and the post is done.
+
+    `video_url` opens the MP4 without a login until `video_url_expires_at` (MCN_SIGNED_URL_SECONDS);
+    `video_path` needs a signed-in member, `GET /api/v1/posts/<id>/video` a token.
+    """
     post = Post.objects.get(pk=post_id)
+    video_url, expires_at = signed_media_path(post.final_video.name) if post.final_video else (None, None)
     webhook_event(
         event_type=WebhookEvent.RENDER_DONE,
         payload={
@@ -132,6 +138,8 @@ def render_done(*, post_id: int, job_id: int) -> None:
             "title": post.title,
             "job_id": job_id,
             "video_path": post.final_video.url if post.final_video else None,
+            "video_url": video_url,
+            "video_url_expires_at": expires_at.isoformat() if expires_at else None,
         },
     )
 

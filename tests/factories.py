@@ -309,3 +309,18 @@ B_ROLL_WORKFLOW = {
     },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
 }
+
+
+# --- media (what production leaves: the download endpoints' files) ------------------------
+
+
+def make_post_media(post) -> None:
+    """Give `post` what production leaves: a final video, and a generated picture and a voice per shot."""
+    from posts.models import Post, Shot
+
+    name = make_media_file(f"posts/final/post-{post.pk}-job-1.mp4", mp4_bytes())
+    Post.objects.filter(pk=post.pk).update(final_video=name)
+    for shot in Shot.objects.filter(post=post):
+        picture = make_media_file(f"shots/generated/shot-{shot.pk}.png", png_bytes(8, 8))
+        voice = make_media_file(f"shots/voice/shot-{shot.pk}.wav", wav_bytes(1))
+        Shot.objects.filter(pk=shot.pk).update(generated_asset=picture, voice_asset=voice)

@@ -26,6 +26,7 @@ from django_filters.fields import IsoDateTimeField, RangeField
 from django_filters.widgets import DateRangeWidget
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions, serializers, status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import DjangoModelPermissions
 from rest_framework.response import Response
@@ -467,3 +468,17 @@ class InstantFilter(filters.IsoDateTimeFilter):
     """One ISO 8601 instant bound (created_after=...): outside the years 1-9999 in UTC is a 400."""
 
     field_class = InstantField
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+class DownloadNegotiation(BaseContentNegotiation):
+    """Download endpoints send the file whatever the client accepts (`Accept: video/mp4` is no 406);
+    their errors keep the JSON error shape."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type

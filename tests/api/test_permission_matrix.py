@@ -26,6 +26,7 @@ from tests.factories import (
     make_artist,
     make_job,
     make_post,
+    make_post_media,
     make_schedule,
     make_source,
     make_user,
@@ -96,6 +97,10 @@ MATRIX: dict[tuple[str, str], dict[str, str | int]] = {
     ("POST", f"{PREFIX}shots/{{pk}}/asset"): MEMBER_PRODUCERS,
     ("DELETE", f"{PREFIX}shots/{{pk}}/asset"): MEMBER_PRODUCERS,
     ("GET", f"{PREFIX}post-events/"): EVERYONE,
+    # downloads (posts.api): the files of a post of the members' artist
+    ("GET", f"{PREFIX}posts/{{pk}}/video"): MEMBERS_READ,
+    ("GET", f"{PREFIX}shots/{{pk}}/picture"): MEMBERS_READ,
+    ("GET", f"{PREFIX}shots/{{pk}}/voice"): MEMBERS_READ,
     # the factory (factory.api): ops only, a 404 for everyone else
     ("GET", f"{PREFIX}jobs/"): FACTORY,
     ("GET", f"{PREFIX}jobs/{{pk}}/"): FACTORY,
@@ -154,6 +159,7 @@ def world(settings):
     artist = make_artist(members=[producer, reviewer])
     make_artist()  # another team's
     post = make_post(artist=artist, shots=2)
+    make_post_media(post)  # something for the download endpoints to send
     schedule = make_schedule(artist=artist)
     run = ScheduleRun.objects.create(schedule=schedule, slot_at=schedule.next_slot_at, outcome="missed")
     job = make_job()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import django_rq
@@ -405,7 +405,7 @@ def test_a_schedule_firing_sends_schedule_fired_with_its_post(receiver):
     }
 
 
-def test_a_finished_render_sends_render_done_with_the_video_path(receiver):
+def test_a_finished_render_sends_render_done_with_the_video_path_and_a_link_that_needs_no_login(receiver, client):
     post = make_post(status=PostStatus.RENDERING)
     job = make_job(kind=JobKind.RENDER, template=None, subject=f"post.{post.pk}/render", status=JobStatus.SUCCEEDED)
     make_job_output(job=job, data=mp4_bytes(), name="final.mp4", content_type="video/mp4")
@@ -424,8 +424,18 @@ def test_a_finished_render_sends_render_done_with_the_video_path(receiver):
         "title": post.title,
         "job_id": job.pk,
         "video_path": post.final_video.url,
+        "video_url": done.payload["video_url"],
+        "video_url_expires_at": done.payload["video_url_expires_at"],
     }
     assert done.payload["video_path"].startswith("/media/") and done.payload["video_path"].endswith(".mp4")
+    # The receiver has no account: the signed link alone fetches the MP4, for MCN_SIGNED_URL_SECONDS (24 h).
+    assert done.payload["video_url"].startswith(done.payload["video_path"] + "?expires=")
+    expires_at = datetime.fromisoformat(done.payload["video_url_expires_at"])
+    assert timedelta(hours=23, minutes=59) < expires_at - timezone.now() <= timedelta(hours=24)
+    fetched = client.get(done.payload["video_url"])
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == mp4_bytes()
+    assert client.get(done.payload["video_path"]).status_code == 302  # without the signature: log in first
     finished = WebhookDelivery.objects.get(webhook=hook, event_type=WebhookEvent.JOB_FINISHED)
     assert finished.payload["job_id"] == job.pk and finished.payload["kind"] == "render"
 
