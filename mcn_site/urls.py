@@ -1,4 +1,5 @@
 from functools import wraps
+from importlib.util import find_spec
 from pathlib import Path
 
 import django_rq
@@ -42,9 +43,11 @@ def ops_only(view):
     return guarded
 
 
-rq_dashboard = get_admin_urlpatterns(view_wrapper=ops_only) + [
-    URLPattern(p.pattern, ops_only(p.callback), p.default_args, p.name) for p in get_api_urlpatterns()
-]
+# Its rq-scheduler page is a 500 without that package (not a dependency of ours): left out then.
+HAS_RQ_SCHEDULER = find_spec("rq_scheduler") is not None
+rq_dashboard = [
+    p for p in get_admin_urlpatterns(view_wrapper=ops_only) if HAS_RQ_SCHEDULER or not p.name.endswith("scheduler_jobs")
+] + [URLPattern(p.pattern, ops_only(p.callback), p.default_args, p.name) for p in get_api_urlpatterns()]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
