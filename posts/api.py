@@ -594,7 +594,11 @@ urlpatterns = [
     _post_action("reject", POST_ACTION_PERMS[PostStatus.REJECTED]),
     _post_action("render", POST_ACTION_PERMS[PostStatus.RENDERING], expensive=True),
     _post_action("cancel", POST_ACTION_PERMS["cancel"]),
-    path("posts/<int:post_pk>/shots/", shots({"post": "create"}), name="shot-create"),
+    path(
+        "posts/<int:post_pk>/shots/",
+        shots({"post": "create"}, required_perms=list(SHOT_PERMS["add"])),
+        name="shot-create",
+    ),
     path(
         "posts/<int:post_pk>/shots/reorder",
         shots({"post": "reorder"}, required_perms=CHANGE_SHOTS),
@@ -602,7 +606,14 @@ urlpatterns = [
     ),
     path(
         "shots/<int:pk>/",
-        shots({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        shots(
+            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"},
+            required_perms={
+                "GET": ["posts.view_shot"],
+                "PATCH": list(SHOT_PERMS["change"]),
+                "DELETE": list(SHOT_PERMS["delete"]),
+            },
+        ),
         name="shot-detail",
     ),
     path("shots/<int:pk>/lock", shots({"post": "lock"}, required_perms=CHANGE_SHOTS), name="shot-lock"),
