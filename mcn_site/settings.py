@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -326,6 +327,28 @@ SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Content-Security-Policy (django-csp) on every page: scripts only from our own static files, never inline,
+# so an injected <script> or onclick= does not run (django_rq's one inline script is allowed by its hash,
+# mcn_site/urls.py). Inline styles stay allowed: they run no code, pages set computed positions and
+# artist colours with style="", Django's admin and django_rq still carry <style> blocks, and img-src,
+# font-src and connect-src 'self' leave an injected style no way to send data elsewhere. connect-src
+# 'self' covers the page's own ws:/wss: socket.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],  # Swagger UI and the admin draw small data: SVGs
+        "media-src": ["'self'", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'self'"],
+    }
+}
 
 # Logs go to stderr: plain text, or LOG_FORMAT=json for one JSON object a line (log shippers).
 # Lines written inside mcn_site.lib.logs.log_context carry job_id, subject, post_id and worker.

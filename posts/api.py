@@ -38,7 +38,13 @@ from mcn_site.lib.downloads import media_response
 from posts import pipeline, services
 from posts.director.jobs import storyboard_generate
 from posts.models import Post, PostEvent, PostStatus, Shot
-from posts.selectors import post_events_visible_to, posts_visible_to, shots_visible_to
+from posts.selectors import (
+    POST_ACTION_PERMS,
+    SHOT_PERMS,
+    post_events_visible_to,
+    posts_visible_to,
+    shots_visible_to,
+)
 
 POSTS, SHOTS, EVENTS = ["posts"], ["shots"], ["post events"]
 
@@ -617,28 +623,34 @@ class PostEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 # --------------------------------------------------------------------------- routes
 
-CHANGE_POST, CHANGE_SHOTS = ["posts.change_post"], ["posts.change_shot"]
+# The permissions come from posts.selectors, the table the storyboard page's endpoints ask too.
+CHANGE_SHOTS = list(SHOT_PERMS["change"])
 DOWNLOAD = DownloadNegotiation
 posts = PostViewSet.as_view
 shots = ShotViewSet.as_view
 
 
-def _post_action(name: str, perms: list[str], *, expensive: bool = False):
+def _post_action(name: str, perms: tuple[str, ...], *, expensive: bool = False):
     throttles = {"throttle_classes": [ExpensiveThrottle]} if expensive else {}
-    return path(f"posts/<int:pk>/{name}", posts({"post": name}, required_perms=perms, **throttles), name=f"post-{name}")
+    view = posts({"post": name}, required_perms=list(perms), **throttles)
+    return path(f"posts/<int:pk>/{name}", view, name=f"post-{name}")
 
 
 urlpatterns = [
     path("posts/", posts({"get": "list", "post": "create"}), name="post-list"),
     path("posts/<int:pk>/", posts({"get": "retrieve", "patch": "partial_update"}), name="post-detail"),
     path("posts/<int:pk>/video", posts({"get": "video"}, content_negotiation_class=DOWNLOAD), name="post-video"),
-    _post_action("generate", CHANGE_SHOTS, expensive=True),
-    _post_action("submit", CHANGE_POST),
-    _post_action("approve", ["posts.review_post"]),
-    _post_action("reject", ["posts.review_post"]),
-    _post_action("render", CHANGE_POST, expensive=True),
-    _post_action("cancel", CHANGE_POST),
-    path("posts/<int:post_pk>/shots/", shots({"post": "create"}), name="shot-create"),
+    _post_action("generate", POST_ACTION_PERMS["generate"], expensive=True),
+    _post_action("submit", POST_ACTION_PERMS[PostStatus.REVIEW]),
+    _post_action("approve", POST_ACTION_PERMS[PostStatus.APPROVED]),
+    _post_action("reject", POST_ACTION_PERMS[PostStatus.REJECTED]),
+    _post_action("render", POST_ACTION_PERMS[PostStatus.RENDERING], expensive=True),
+    _post_action("cancel", POST_ACTION_PERMS["cancel"]),
+    path(
+        "posts/<int:post_pk>/shots/",
+        shots({"post": "create"}, required_perms=list(SHOT_PERMS["add"])),
+        name="shot-create",
+    ),
     path(
         "posts/<int:post_pk>/shots/reorder",
         shots({"post": "reorder"}, required_perms=CHANGE_SHOTS),
@@ -646,7 +658,14 @@ urlpatterns = [
     ),
     path(
         "shots/<int:pk>/",
-        shots({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        shots(
+            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"},
+            required_perms={
+                "GET": ["posts.view_shot"],
+                "PATCH": list(SHOT_PERMS["change"]),
+                "DELETE": list(SHOT_PERMS["delete"]),
+            },
+        ),
         name="shot-detail",
     ),
     path("shots/<int:pk>/lock", shots({"post": "lock"}, required_perms=CHANGE_SHOTS), name="shot-lock"),

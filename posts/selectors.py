@@ -8,8 +8,31 @@ from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
 from artists.selectors import artists_visible_to
-from mcn_site.lib.roles import can_review, is_ops
-from posts.models import ALLOWED_TRANSITIONS, REVIEW_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
+from mcn_site.lib.roles import is_ops
+from posts.models import ALLOWED_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
+
+# What a storyboard edit needs: the model permissions of the user's role (mcn_site.lib.roles). The one
+# rule for every door: the API's routes require these (posts.api), the storyboard page's endpoints ask
+# `may()` before they call a service (posts.views), and the page offers only the controls it allows.
+SHOT_PERMS = {
+    "add": ("posts.add_shot",),
+    "change": ("posts.change_shot",),  # edit, lock, reorder, upload, generate a picture
+    "delete": ("posts.delete_shot",),
+}
+POST_ACTION_PERMS = {
+    "generate": SHOT_PERMS["change"],  # the director rewrites the shots
+    PostStatus.REVIEW: ("posts.change_post",),  # submit
+    PostStatus.APPROVED: ("posts.review_post",),
+    PostStatus.REJECTED: ("posts.review_post",),
+    PostStatus.RENDERING: ("posts.change_post",),  # render, retry a render
+    PostStatus.DRAFT: ("posts.change_post",),  # back to draft
+    "cancel": ("posts.change_post",),  # cancel the post's jobs (API)
+}
+
+
+def may(*, user, perms) -> bool:
+    """Whether `user`'s role grants every permission in `perms` (which posts they reach is posts_visible_to)."""
+    return bool(user and user.is_authenticated and user.is_active and user.has_perms(perms))
 
 
 def posts_visible_to(*, user) -> QuerySet[Post]:
@@ -98,10 +121,11 @@ def storyboard_state(*, post, user) -> dict:
     actions = []
     for target in sorted(ALLOWED_TRANSITIONS[post.status]):
         label = ACTION_LABELS.get((post.status, target))
-        if label is None or ((post.status, target) in REVIEW_TRANSITIONS and not can_review(user)):
-            continue  # system-only moves (rendering -> done) and review decisions for non-reviewers
+        if label is None or not may(user=user, perms=POST_ACTION_PERMS[target]):
+            continue  # system-only moves (rendering -> done) and what the user's role may not do
         actions.append({"name": target, "label": label, "needs_feedback": target == PostStatus.REJECTED})
-    if post.is_editable:
+    can = {name: may(user=user, perms=perms) for name, perms in SHOT_PERMS.items()}
+    if post.is_editable and can["change"]:
         mode = "LLM" if settings.LLM_API_KEY else "offline director"
         verb = "Rewrite from feedback" if post.status == PostStatus.REJECTED else "Write storyboard"
         actions.insert(0, {"name": "generate", "label": f"{verb} ({mode})", "needs_feedback": False})
@@ -113,6 +137,8 @@ def storyboard_state(*, post, user) -> dict:
             "status_label": post.get_status_display(),
             "version": post.version,
             "editable": post.is_editable,
+            # What this user's role lets them do to the shots (the page hides the other controls).
+            "can": {f"{name}_shots": allowed for name, allowed in can.items()},
             "feedback": post.feedback,
             "artist": {
                 "id": post.artist_id,

@@ -8,6 +8,7 @@ JSON a producer can read: 400 {"error", "fields"}, 403 {"error"} for a role,
 
 import json
 from decimal import Decimal, InvalidOperation
+from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,7 +20,14 @@ from artists.selectors import artists_visible_to
 from posts import pipeline, services
 from posts.director.jobs import storyboard_generate
 from posts.models import PostStatus, Shot
-from posts.selectors import post_for_page, posts_visible_to, storyboard_state
+from posts.selectors import (
+    POST_ACTION_PERMS,
+    SHOT_PERMS,
+    may,
+    post_for_page,
+    posts_visible_to,
+    storyboard_state,
+)
 
 
 def _post_or_404(request, post_id: int):
@@ -64,20 +72,41 @@ def _error(error: Exception) -> JsonResponse:
     return JsonResponse({"error": message, "fields": fields}, status=400)
 
 
-def edit(view):
-    """Run an editing endpoint: authorize, apply, answer with the fresh state or a readable error."""
+# What a refused user reads, per permission their role lacks (the first one missing is named).
+REFUSALS = {
+    "posts.add_shot": "Your role may not add shots to a storyboard.",
+    "posts.change_shot": "Your role may not edit storyboards (shots, locks, order, assets, the director).",
+    "posts.delete_shot": "Your role may not delete shots.",
+    "posts.change_post": "Your role may not change posts.",
+    "posts.review_post": "Only reviewers may approve or reject a post.",
+}
 
-    def wrapped(request, post_id: int, *args, **kwargs):
-        post = _post_or_404(request, post_id)
-        try:
-            view(request, post, *args, **kwargs)
-        except (ValidationError, PermissionDenied) as error:
-            return _error(error)
-        return _state(request, post_id)
 
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
-    return login_required(wrapped)
+def edit(perms: tuple[str, ...] | dict[str, tuple[str, ...]]):
+    """Run an editing endpoint: authorize, apply, answer with the fresh state or a readable error.
+
+    `perms` are what the user's role needs (posts.selectors, the rule the API applies), or a dict of
+    them by the endpoint's `action`. As in the API, the role is asked first (403), then whether the
+    user may see the post (404).
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request, post_id: int, *args, **kwargs):
+            needed = perms.get(kwargs.get("action"), ()) if isinstance(perms, dict) else perms
+            if not may(user=request.user, perms=needed):
+                missing = next(p for p in needed if not request.user.has_perm(p))
+                return JsonResponse({"error": REFUSALS.get(missing, "Your role may not do this.")}, status=403)
+            post = _post_or_404(request, post_id)
+            try:
+                view(request, post, *args, **kwargs)
+            except (ValidationError, PermissionDenied) as error:
+                return _error(error)
+            return _state(request, post_id)
+
+        return login_required(wrapped)
+
+    return decorate
 
 
 def _shot_data(data: dict) -> dict:
@@ -139,7 +168,7 @@ def state(request, post_id: int):
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["add"])
 def shot_create(request, post):
     data = _body(request)
     position = data.get("position")
@@ -153,7 +182,7 @@ def shot_create(request, post):
 
 
 @require_http_methods(["POST", "PATCH"])
-@edit
+@edit(SHOT_PERMS["change"])
 def shot_update(request, post, shot_id: int):
     data = _body(request)
     services.shot_save(
@@ -162,14 +191,14 @@ def shot_update(request, post, shot_id: int):
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["delete"])
 def shot_delete(request, post, shot_id: int):
     data = _body(request)
     services.shot_delete(post=post, actor=request.user, expected_version=_version(data), shot_id=shot_id)
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["change"])
 def shots_reorder(request, post):
     data = _body(request)
     order = data.get("order")
@@ -181,7 +210,7 @@ def shots_reorder(request, post):
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["change"])
 def shot_lock(request, post, shot_id: int):
     data = _body(request)
     shot = Shot.objects.filter(post=post, pk=shot_id).first()
@@ -196,7 +225,7 @@ def shot_lock(request, post, shot_id: int):
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["change"])
 def shot_asset(request, post, shot_id: int):
     """Upload (multipart field `file`) or remove (`remove=1`) a shot's manual asset."""
     data = _body(request)
@@ -213,7 +242,7 @@ def shot_asset(request, post, shot_id: int):
 
 
 @require_POST
-@edit
+@edit(POST_ACTION_PERMS)
 def post_action(request, post, action: str):
     """Move the post to status `action` (submit = review, approve = approved, ...), as the user's role allows."""
     data = _body(request)
@@ -245,7 +274,7 @@ def post_action(request, post, action: str):
 
 
 @require_POST
-@edit
+@edit(SHOT_PERMS["change"])
 def shot_generate(request, post, shot_id: int):
     """Queue the factory job that produces the shot's picture; progress arrives over the socket."""
     if not Shot.objects.filter(post=post, pk=shot_id).exists():

@@ -347,13 +347,25 @@ function renderHeader() {
   renderProduction(post);
   renderVideo(post);
 
-  els.readonly.hidden = post.editable;
-  els.readonly.textContent = post.editable ? "" : post.status === "done"
+  // What the user's role lets them do to the shots (posts.selectors.SHOT_PERMS): a reviewer reads,
+  // approves and rejects; the server refuses the rest with a 403 anyway.
+  const can = post.can || {};
+  const mayEdit = editableFor(post);
+  els.readonly.hidden = mayEdit;
+  els.readonly.textContent = mayEdit ? "" : !can.change_shots
+    ? "Your role reviews storyboards: you can read this one and decide on it, not edit it."
+    : post.status === "done"
     ? "This post is done: its storyboard is final."
     : post.status === "rendering" ? "This post is in production: its storyboard is read-only until it is done or stops. Locks still work."
     : `This post is ${post.status_label.toLowerCase()}: its storyboard is read-only until it goes back to draft. Locks still work.`;
-  els.addButton.disabled = !post.editable;
-  if (!post.editable) els.addForm.hidden = true;
+  els.addButton.hidden = !can.add_shots;
+  els.addButton.disabled = !post.editable || !can.add_shots;
+  if (els.addButton.disabled) els.addForm.hidden = true;
+}
+
+// Whether this user may edit the storyboard now: the post's status allows it and so does their role.
+function editableFor(post) {
+  return Boolean(post.editable && post.can && post.can.change_shots);
 }
 
 function runAction(action) {
@@ -456,7 +468,7 @@ function buildCard(id) {
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
   card.handle.addEventListener("dragstart", (event) => {
-    if (!state.post.editable) {
+    if (!editableFor(state.post)) {
       event.preventDefault();
       return;
     }
@@ -580,7 +592,7 @@ function setField(el, value, key) {
 }
 
 function renderShots() {
-  const editable = state.post.editable;
+  const editable = editableFor(state.post);
   const ids = new Set(state.shots.map((s) => s.id));
   for (const [id, card] of cards) {
     if (ids.has(id)) continue;
@@ -638,7 +650,10 @@ function updateCard(card, shot, index, last, editable) {
   card.lock.setAttribute("aria-pressed", String(shot.locked));
   card.lock.setAttribute("aria-label", shot.locked ? `Unlock shot ${n}` : `Lock shot ${n}`);
   card.lock.title = shot.locked ? "Locked shots are never regenerated or edited. Click to unlock." : "Lock to protect this shot from edits and AI regeneration.";
-  card.remove.disabled = frozen;
+  card.remove.disabled = frozen || !state.post.can?.delete_shots;
+  card.remove.hidden = !state.post.can?.delete_shots;
+  // Locks work in any status, for whoever may edit shots.
+  card.lock.disabled = !state.post.can?.change_shots;
   card.remove.setAttribute("aria-label", `Delete shot ${n}`);
 
   // Manual asset: upload, replace, remove.
@@ -670,6 +685,11 @@ function updateCard(card, shot, index, last, editable) {
   card.generate.setAttribute("aria-label", `Generate the picture of shot ${n}`);
   card.genHint.textContent = !editable ? "" : shot.locked ? "Locked: unlock to generate" :
     shot.manual_asset ? "Uses the manual asset" : producing ? "" : shot.generated_asset ? "Makes a new picture" : "";
+
+  // A role that may not edit shots (a reviewer) gets no edit controls at all, only the content.
+  const reader = !state.post.can?.change_shots;
+  for (const el of [card.handle, card.up, card.down, card.lock, card.upload, card.generate]) el.hidden = reader;
+  if (reader) card.removeAsset.hidden = true;
 }
 
 // 🔒 / 🔓 drawn as SVG: emoji fonts are missing on many Linux desktops.
@@ -903,7 +923,7 @@ function generate(id) {
   card.generate.disabled = true;
   enqueue(() => write("POST", `shots/${id}/generate`, { version: state.post.version }, { shotId: id })).finally(() => {
     const shot = shotById(id);
-    if (shot) updateCard(card, shot, state.shots.indexOf(shot), state.shots.length - 1, state.post.editable);
+    if (shot) updateCard(card, shot, state.shots.indexOf(shot), state.shots.length - 1, editableFor(state.post));
   });
 }
 

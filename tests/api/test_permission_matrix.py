@@ -12,6 +12,9 @@ Roles: X a producer who is a member of no artist (an outsider), P a producer and
 members of the artist the objects belong to, O ops. Anonymous is a 401 with the error shape everywhere.
 Each role's request runs in a savepoint that is rolled back, so a DELETE by one role leaves the object for
 the next.
+
+The other doors have matrices of their own, discovered the same way: every page route (tests/access/test_pages.py),
+every admin model's pages (tests/access/test_admin.py) and the websocket (tests/access/test_websocket.py).
 """
 
 import pytest

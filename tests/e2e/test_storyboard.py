@@ -318,7 +318,7 @@ def test_an_ended_session_says_so_and_keeps_the_unsaved_text(asgi_server, page):
     assert Shot.objects.get(pk=first.pk).script == "Line 1."
 
 
-def test_a_reviewer_rejects_with_feedback_and_the_post_becomes_editable_again(demo, asgi_server, page):
+def test_a_reviewer_rejects_with_feedback_and_the_post_goes_back_to_its_producers(demo, asgi_server, page):
     base = asgi_server.url
     in_review = Post.objects.get(status=PostStatus.REVIEW)
     log_in(page, base, "reviewer")
@@ -333,8 +333,16 @@ def test_a_reviewer_rejects_with_feedback_and_the_post_becomes_editable_again(de
 
     expect(page.locator(".post-facts .badge")).to_have_text("Rejected")
     expect(page.locator(".feedback")).to_contain_text("第 3 镜补一个真实的跑分数字")
-    expect(page.locator(".readonly-note")).to_be_hidden()
-    expect(page.locator(".shot-card textarea[name=script]").nth(1)).to_be_editable()
+    # Editable again, for its producers: a reviewer's role may not edit shots (the endpoints say 403 too).
+    expect(page.locator(".readonly-note")).to_have_text(
+        "Your role reviews storyboards: you can read this one and decide on it, not edit it."
+    )
+    expect(page.locator(".shot-card textarea[name=script]").nth(1)).not_to_be_editable()
+    assert page.locator(".shot-card .lock-toggle").count() == page.locator(".shot-card").count() > 0
+    for control in (".delete-shot", ".lock-toggle", ".upload", ".generate", ".move-up", ".drag-handle"):
+        expect(page.locator(f".shot-card {control}:visible")).to_have_count(0)
+    expect(page.locator(".add-shot-open")).to_be_hidden()
+    expect(page.get_by_role("button", name="Write storyboard", exact=False)).to_have_count(0)
     in_review.refresh_from_db()
     assert in_review.status == PostStatus.REJECTED and in_review.feedback.startswith("开头的钩子")
 

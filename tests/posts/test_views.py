@@ -160,6 +160,52 @@ def test_a_member_cannot_reach_another_posts_shot_through_their_own_post(endpoin
     assert snapshot(foreign) == before
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("create", "Your role may not add shots to a storyboard."),
+        ("update", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("delete", "Your role may not delete shots."),
+        ("reorder", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("lock", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("asset", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("generate", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("director", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+    ],
+)
+def test_a_reviewer_who_is_a_member_may_not_edit_the_storyboard(endpoint, message, post):
+    """The API refuses a reviewer's shot edits (no posts.*_shot permission): so do the page's endpoints."""
+    make_shot_workflow(kind=ShotKind.A_ROLL)
+    rita = make_user(role=roles.REVIEWER, username="rita")
+    post.artist.members.add(rita)
+    before = snapshot(post)
+
+    if endpoint == "director":
+        response = post_json(logged_in(rita), url(post, "actions/generate"), {"version": 1})
+    else:
+        response = call(logged_in(rita), endpoint, post)
+
+    assert response.status_code == 403
+    assert response.json() == {"error": message}
+    assert snapshot(post) == before
+
+
+def test_a_reviewer_is_offered_no_storyboard_edits(post):
+    rita = make_user(role=roles.REVIEWER, username="rita")
+    post.artist.members.add(rita)
+
+    state = logged_in(rita).get(url(post, "state")).json()
+
+    assert state["post"]["can"] == {"add_shots": False, "change_shots": False, "delete_shots": False}
+    assert [a["name"] for a in state["actions"]] == ["review"]  # no director: reviewers may submit, not write
+
+
+def test_a_producer_may_edit_every_part_of_the_storyboard(post, member):
+    state = member.get(url(post, "state")).json()
+
+    assert state["post"]["can"] == {"add_shots": True, "change_shots": True, "delete_shots": True}
+
+
 def test_the_state_endpoint_gives_a_member_the_whole_storyboard(post, member):
     response = member.get(url(post, "state"))
 
@@ -713,8 +759,9 @@ def storyboard_with(producer, shots: int) -> Post:
     return post
 
 
-# session, user, is_ops' groups, the post (joined), its shots (jobs joined): nothing per shot.
-STATE_QUERIES = 5
+# session, user, is_ops' groups, the post (joined), its shots (jobs joined), the user's and their groups'
+# permissions (what the page may offer, cached for the request): nothing per shot.
+STATE_QUERIES = 7
 
 
 @pytest.mark.parametrize("shots", [5, 30])
