@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from artists.models import SANITY_ID_HELP, sanity_id_unique
+from mcn_site.lib.text import NulFreeText
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
@@ -20,6 +21,11 @@ TITLE_FIELDS = ("artist", "schedule", "date", "time", "weekday")
 # When a trigger time may lie (UTC). Wider is a typo (9999-12-31), and near the ends of what Python
 # can hold, its wall-clock time in some zone does not exist (schedules.slots treats those as no slot).
 TRIGGER_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def _as_typed(name: str, spec: str, conversion: str | None) -> str:
+    """A placeholder as it was written: {name}, {name!r}, {name:>9}."""
+    return "{%s%s%s}" % (name, f"!{conversion}" if conversion else "", f":{spec}" if spec else "")  # noqa: UP031
 
 
 def title_template_problem(template: str) -> str:
@@ -32,7 +38,7 @@ def title_template_problem(template: str) -> str:
     except ValueError as error:  # a lone "{" or "}"
         return f"{error} (write {{{{ and }}}} for a brace in the title)"
     bad = [
-        "{%s%s%s}" % (name, f"!{conversion}" if conversion else "", f":{spec}" if spec else "")  # noqa: UP031
+        _as_typed(name, spec, conversion)
         for _literal, name, spec, conversion in pieces
         if name is not None and (name not in TITLE_FIELDS or spec or conversion)
     ]
@@ -54,7 +60,7 @@ def title_render(template: str, values: dict[str, str]) -> str:
         if name in values and not spec and not conversion:
             out.append(values[name])
         else:
-            out.append("{%s%s%s}" % (name, f"!{conversion}" if conversion else "", f":{spec}" if spec else ""))  # noqa: UP031
+            out.append(_as_typed(name, spec, conversion))
     return "".join(out)
 
 
@@ -68,7 +74,7 @@ class ScheduleQuerySet(models.QuerySet):
         return self.filter(Q(next_slot_at__lte=now) | Q(next_slot_at__isnull=True), active=True)
 
 
-class Schedule(models.Model):
+class Schedule(NulFreeText, models.Model):
     class Kind(models.TextChoices):
         ROUTINE = "routine", "Routine"
         ONE_OFF = "one_off", "One-off"
