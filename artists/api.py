@@ -12,6 +12,7 @@ the model's own clean() so the API refuses exactly what the admin form refuses.
 import copy
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 from django_filters import rest_framework as filters
@@ -24,6 +25,7 @@ from artists.models import Artist, Niche, Source, Voice, Wardrobe
 from artists.selectors import artists_visible_to
 from mcn_site.lib.api import ERRORS, Conflict, HasModelPermission, IdFilter
 from mcn_site.lib.roles import is_ops
+from mcn_site.lib.text import nul_errors
 
 
 class ModelCleanSerializer(serializers.ModelSerializer):
@@ -37,6 +39,8 @@ class ModelCleanSerializer(serializers.ModelSerializer):
         for name, value in attrs.items():
             if name not in many:
                 setattr(instance, name, value)
+        if errors := nul_errors(instance):  # what full_clean would refuse too (mcn_site.lib.text)
+            raise DjangoValidationError(errors)
         instance.clean()  # a Django ValidationError here is a 400 with its field errors (DRF converts it)
         return attrs
 

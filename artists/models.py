@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from mcn_site.lib.media import SquareImageValidator, VoiceSampleValidator, validate_image
+from mcn_site.lib.text import NulFreeText
 
 FACE_ANCHOR_MIN_SIDE = 512
 VOICE_SAMPLE_SECONDS = (3.0, 30.0)
@@ -25,7 +26,7 @@ class Niche(models.TextChoices):
     METAPHYSICS = "metaphysics", "Metaphysics"
 
 
-class Voice(models.Model):
+class Voice(NulFreeText, models.Model):
     class Engine(models.TextChoices):
         COSYVOICE = "cosyvoice", "CosyVoice"
 
@@ -66,7 +67,7 @@ class Voice(models.Model):
             )
 
 
-class Wardrobe(models.Model):
+class Wardrobe(NulFreeText, models.Model):
     class Category(models.TextChoices):
         FORMAL = "formal", "Formal"
         CASUAL = "casual", "Casual"
@@ -118,7 +119,7 @@ def comfy_payload_problems(payload) -> list[str]:
     return problems
 
 
-class Source(models.Model):
+class Source(NulFreeText, models.Model):
     class Category(models.TextChoices):
         FINANCE = "finance", "Finance"
         TECH = "tech", "Tech"
@@ -164,7 +165,7 @@ class ArtistQuerySet(models.QuerySet):
         return self.filter(members=user)
 
 
-class Artist(models.Model):
+class Artist(NulFreeText, models.Model):
     # DNA
     stage_name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=80, unique=True)
@@ -224,7 +225,7 @@ class Artist(models.Model):
                 raise ValidationError({field: 'Give a list of words, e.g. ["stocks", "crypto"].'})
 
 
-class ArtistImage(models.Model):
+class ArtistImage(NulFreeText, models.Model):
     """The many master visuals: the pose library and studio backdrops."""
 
     class Kind(models.TextChoices):
@@ -245,7 +246,7 @@ class ArtistImage(models.Model):
         return f"{self.artist} {self.get_kind_display()} {self.caption}".strip()
 
 
-class ApiToken(models.Model):
+class ApiToken(NulFreeText, models.Model):
     """A key an integration sends as `Authorization: Token <key>`: it acts as its user.
 
     Only the SHA-256 of the key is stored; the key itself is shown once, when it is made

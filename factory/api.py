@@ -206,7 +206,8 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         tags=["factory"],
         summary="Retry a failed or cancelled job (ops)",
-        description="Queued again with a fresh attempt budget. Any other state is a 409.",
+        description="Queued again with a fresh attempt budget. Any other state is a 409, and so is a job "
+        "superseded by a later one for the same work (a post rendered again since): the message names it.",
         request=None,
         parameters=[IDEMPOTENCY_KEY],
         responses={200: JobDetailSerializer, **ACTION_ERRORS},

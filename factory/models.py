@@ -3,6 +3,8 @@
 The Job row is the source of truth: Redis/rq only rings the doorbell. The factory
 knows nothing of posts or artists; a caller names its work with a `subject` key
 such as "post.42/shot.7" and hears back through factory.signals.job_changed.
+A subject may end in "@<key>" (the inputs' hash: "post.42/shot.7/picture@3f2a..."): the part before
+names the work, and a later job for the same work supersedes an earlier one (it is not retried).
 """
 
 from django.conf import settings
@@ -103,6 +105,13 @@ class ErrorKind(models.TextChoices):
 class JobQuerySet(models.QuerySet):
     def unfinished(self) -> "JobQuerySet":
         return self.exclude(status__in=TERMINAL_STATUSES)
+
+    def superseding(self, job: "Job") -> "JobQuerySet":
+        """Jobs made after `job` for the same work: its subject, with any "@<key>" ending (none without a subject)."""
+        if not job.subject:
+            return self.none()
+        work = job.subject.partition("@")[0]
+        return self.filter(Q(subject=work) | Q(subject__startswith=f"{work}@"), pk__gt=job.pk)
 
     def stalled(self, *, before) -> "JobQuerySet":
         """Unfinished jobs that have shown no sign of life since `before` (the reconciler's list)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, Value, When
 from django.utils import timezone
 
 from factory import queues
@@ -297,11 +297,19 @@ def job_cancel(*, job_id: int, actor=None) -> Job:
 
 @transaction.atomic
 def job_retry(*, job_id: int, actor=None) -> Job:
-    """Run a failed or cancelled job again from scratch (a fresh attempt budget)."""
+    """Run a failed or cancelled job again from scratch (a fresh attempt budget).
+
+    Refused for a job superseded by a later one for the same work (Job.objects.superseding): its
+    caller moved on (a post rendered again), and running it would write an output nobody uses.
+    """
     who = getattr(actor, "username", "") or "the system"
+    job = Job.objects.filter(pk=job_id).first()
+    newer = Job.objects.superseding(job) if job is not None else Job.objects.none()
     # Attempts keep counting (a fresh budget on top): the failed run's files stay under their own
     # attempt number and are never taken for the new run's.
-    if not Job.objects.filter(pk=job_id, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+    # Race: a newer job made between a check and the update; the NOT EXISTS sits in the update itself.
+    retryable = Job.objects.filter(pk=job_id, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+    if not retryable.exclude(Exists(newer)).update(
         status=JobStatus.QUEUED,
         max_attempts=F("attempts") + settings.FACTORY_MAX_ATTEMPTS,
         retries=0,
@@ -320,6 +328,14 @@ def job_retry(*, job_id: int, actor=None) -> Job:
         heartbeat_at=None,
     ):
         job = Job.objects.get(pk=job_id)
+        latest = newer.order_by("-pk").first()
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and latest is not None:
+            raise JobStateError(
+                f"Job {job_id} was superseded by job {latest.pk} ({latest.get_status_display().lower()}), made "
+                f"later for the same work ({job.subject.partition('@')[0]}): only the latest job of a work "
+                "is retried.",
+                code="superseded",
+            )
         raise JobStateError(f"Job {job_id} is {job.get_status_display().lower()}: only failed or cancelled jobs retry.")
     _event(job_id, "retried", f"Retried by {who}.")
     job = Job.objects.get(pk=job_id)

@@ -306,6 +306,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MCN_MAX_IMAGE_BYTES = env_int("MCN_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1)
 MCN_MAX_VIDEO_BYTES = env_int("MCN_MAX_VIDEO_BYTES", 500 * 1024 * 1024, minimum=1)
 MCN_MAX_AUDIO_BYTES = env_int("MCN_MAX_AUDIO_BYTES", 20 * 1024 * 1024, minimum=1)
+# Pixels (width x height) an uploaded image may have, read from its header before anything is decoded:
+# a few-KB PNG can claim 30000x30000 (a decompression bomb). 50 MP holds 8K and 48 MP phone photos.
+MCN_MAX_IMAGE_PIXELS = env_int("MCN_MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
+# Shots one post may have: far beyond any short video (a minute at a cut a second is 60), so the
+# storyboard page, the director and every storyboard save stay small.
+MCN_MAX_SHOTS_PER_POST = env_int("MCN_MAX_SHOTS_PER_POST", 200, minimum=1)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)

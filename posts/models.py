@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from artists.models import SANITY_ID_HELP, sanity_id_unique
 from mcn_site.lib.media import audio_duration, validate_image_or_video
+from mcn_site.lib.text import NulFreeText
 
 
 def validate_music(file) -> None:
@@ -63,7 +64,7 @@ class PostQuerySet(models.QuerySet):
         return self.filter(status=PostStatus.REVIEW)
 
 
-class Post(models.Model):
+class Post(NulFreeText, models.Model):
     title = models.CharField(max_length=200)
     artist = models.ForeignKey("artists.Artist", on_delete=models.PROTECT, related_name="posts")
     wardrobe = models.ForeignKey(
@@ -182,7 +183,7 @@ class ShotStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Shot(models.Model):
+class Shot(NulFreeText, models.Model):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="shots")
     position = models.PositiveIntegerField(help_text="1, 2, 3 ... in playing order.")
     locked = models.BooleanField(default=False, help_text="Locked shots are never touched by AI regeneration.")
@@ -276,7 +277,7 @@ class ShotWorkflow(models.Model):
         return f"{self.get_kind_display()} → {self.template_name}"
 
 
-class PromptTemplate(models.Model):
+class PromptTemplate(NulFreeText, models.Model):
     """The director's prompts as data: `{{var}}` placeholders, versioned, one active per role."""
 
     class Role(models.TextChoices):
@@ -337,7 +338,7 @@ def webhook_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-class Webhook(models.Model):
+class Webhook(NulFreeText, models.Model):
     """An integration's endpoint: which events it gets, signed with its secret."""
 
     name = models.CharField(max_length=100, help_text="Who receives it, e.g. “n8n publishing flow”.")

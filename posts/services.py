@@ -8,13 +8,15 @@ with a ConcurrentEditError that names who changed the post and when.
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Max, Model
+from django.db.models import Count, F, Max, Model
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from mcn_site.lib.roles import can_review
+from mcn_site.lib.text import refuse_nul
 from mcn_site.realtime import post_group, publish
 from posts import webhooks
 from posts.models import (
@@ -145,6 +147,7 @@ def post_transition(
     `actor=None` is the system (the factory finishing a render); review decisions
     always need a person with the reviewer role.
     """
+    refuse_nul(**{"feedback" if to_status == PostStatus.REJECTED else "note": note})
     # Race: two reviewers decide at once, or a producer edits while a reviewer approves.
     # The row lock serialises them; the second sees the first one's status.
     post = Post.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=post_id)
@@ -224,6 +227,7 @@ def storyboard_apply(*, post: Post, actor, expected_version: int, change: Storyb
     Locked shots can be moved but not edited or deleted: unlock them first.
     """
     _ensure_editable(post)
+    _ensure_within_cap(len(change.shots))
     originals = {s.pk: s for s in Shot.objects.filter(post=post)}
     problems = storyboard_problems(originals=originals, change=change)
     if problems:
@@ -234,6 +238,16 @@ def storyboard_apply(*, post: Post, actor, expected_version: int, change: Storyb
     post.version = new_version  # only once everything is saved: a refused edit leaves the caller's copy as it was
     _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=_summary(change, originals))
     return post
+
+
+def _ensure_within_cap(count: int) -> None:
+    cap = settings.MCN_MAX_SHOTS_PER_POST
+    if count > cap:
+        raise ValidationError(
+            f"A post has at most {cap} shots (MCN_MAX_SHOTS_PER_POST); this storyboard would have {count}. "
+            "Merge or delete shots first.",
+            code="too_many_shots",
+        )
 
 
 def storyboard_problems(*, originals: dict[int, Shot], change: StoryboardChange) -> list[str]:
@@ -323,18 +337,42 @@ def shot_save(
     unknown = set(data) - set(SHOT_FIELDS)
     if unknown:
         raise ValidationError(f"These shot fields cannot be set: {', '.join(sorted(unknown))}.")
-    shots = _current_order(post)
     if shot_id is None:
-        shot = Shot(post=post, **data)
-        index = len(shots) if position is None else min(max(position - 1, 0), len(shots))
-        shots.insert(index, shot)
-    else:
-        shot = next((s for s in shots if s.pk == shot_id), None)
-        if shot is None:
-            raise ValidationError("This shot is not part of the post any more.", code="gone")
-        for name, value in data.items():
-            setattr(shot, name, value)
+        return _shot_add(post=post, actor=actor, expected_version=expected_version, data=data, position=position)
+    shots = _current_order(post)
+    shot = next((s for s in shots if s.pk == shot_id), None)
+    if shot is None:
+        raise ValidationError("This shot is not part of the post any more.", code="gone")
+    for name, value in data.items():
+        setattr(shot, name, value)
     storyboard_apply(post=post, actor=actor, expected_version=expected_version, change=StoryboardChange(shots=shots))
+    return shot
+
+
+@transaction.atomic
+def _shot_add(*, post: Post, actor, expected_version: int, data: dict, position: int | None) -> Shot:
+    """Insert one shot at `position` (1 = first; default or past the end: last) in a fixed number of
+    statements, whatever the storyboard's length: the shots after it move down in two UPDATEs."""
+    _ensure_editable(post)
+    # The version claim locks the post's row: a concurrent add or edit waits, then finds a new version.
+    new_version = _claim_version(post_id=post.pk, expected_version=expected_version, actor=actor)
+    stats = Shot.objects.filter(post=post).aggregate(count=Count("pk"), top=Max("position"))
+    _ensure_within_cap(stats["count"] + 1)
+    top = stats["top"] or 0
+    shot = Shot(post=post, **data)
+    shot.position = top + 1 if position is None or position > top else max(position, 1)
+    # Validated as saved; the post is the locked row (no lookup), the database holds the unique position.
+    shot.full_clean(exclude=["post", "position"], validate_unique=False, validate_constraints=False)
+    if shot.position <= top:
+        # (post, position) is unique row by row, so the shots from `position` on first park above every
+        # position in use (positions cannot be negative), then land one below where they were.
+        after = Shot.objects.filter(post=post, position__gte=shot.position)
+        after.update(position=F("position") + top + 1)
+        Shot.objects.filter(post=post, position__gt=top).update(position=F("position") - top)
+    shot.save(force_insert=True)
+    post.version = new_version
+    note = f"{stats['count'] + 1} shots, 1 added"  # as storyboard_apply sums up an edit
+    _record(post=post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=note)
     return shot
 
 

@@ -1,7 +1,8 @@
-import zoneinfo
+from datetime import datetime
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -11,6 +12,7 @@ from mcn_site.lib.forms import AdminModelForm, CommaSeparatedField
 from schedules.models import WEEKDAYS, Schedule, ScheduleRun
 from schedules.selectors import schedule_runs_visible_to, schedules_visible_to
 from schedules.services import schedule_save
+from schedules.slots import wall_time
 
 RECENT_RUNS = 20
 OUTCOME_COLOURS = {
@@ -22,9 +24,10 @@ OUTCOME_COLOURS = {
 
 
 def _local(schedule: Schedule, moment) -> str:
-    if moment is None:
-        return "–"
-    return f"{moment.astimezone(zoneinfo.ZoneInfo(schedule.timezone)):%a %Y-%m-%d %H:%M} ({schedule.timezone})"
+    shown = wall_time(schedule, moment)
+    if shown is None:
+        return "–" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+    return f"{shown:%a %Y-%m-%d %H:%M} ({schedule.timezone})"
 
 
 def outcome_badge(run: ScheduleRun) -> str:
@@ -37,7 +40,26 @@ def post_link(run: ScheduleRun) -> str:
     return format_html('<a href="{}">{}</a>', reverse("posts:storyboard", args=[run.post_id]), run.post)
 
 
+class WallClockDateTimeField(forms.SplitDateTimeField):
+    """A date and a time as typed, without a zone: Schedule.clean reads them in the schedule's time zone
+    (the server's zone, which Django's own field would apply, is not the schedule's)."""
+
+    def compress(self, data_list):
+        if not data_list:
+            return None
+        if data_list[0] in self.empty_values:
+            raise forms.ValidationError(self.error_messages["invalid_date"], code="invalid_date")
+        if data_list[1] in self.empty_values:
+            raise forms.ValidationError(self.error_messages["invalid_time"], code="invalid_time")
+        return datetime.combine(*data_list)
+
+
 class ScheduleForm(AdminModelForm):
+    trigger_at = WallClockDateTimeField(
+        required=False,
+        widget=AdminSplitDateTime,
+        help_text="One-off: when to fire, in the schedule's time zone.",
+    )
     weekdays = forms.MultipleChoiceField(
         choices=[(d, d.title()) for d in WEEKDAYS],
         widget=forms.CheckboxSelectMultiple,
@@ -58,6 +80,12 @@ class ScheduleForm(AdminModelForm):
     class Meta:
         model = Schedule
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        shown = wall_time(self.instance, self.instance.trigger_at)
+        if shown is not None:  # shown on the schedule's wall clock, as it is typed
+            self.initial["trigger_at"] = shown.replace(tzinfo=None)
 
 
 @admin.register(Schedule)
@@ -130,7 +158,7 @@ class ScheduleAdmin(ScopedAdmin):
     @admin.display(description="When")
     def when(self, schedule):
         if schedule.kind == Schedule.Kind.ONE_OFF:
-            return schedule.trigger_at
+            return _local(schedule, schedule.trigger_at)
         days = (
             ", ".join(d[:3].title() for d in schedule.weekdays)
             if schedule.period == Schedule.Period.WEEKLY

@@ -6,7 +6,6 @@ schedules.selectors; another team's schedule is a 404. Reviewers read, producers
 Schedule runs are written by the scheduler only: read-only here.
 """
 
-import zoneinfo
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -24,7 +23,7 @@ from mcn_site.lib.api import ERRORS, HasModelPermission, IdFilter, InstantRangeF
 from schedules.models import WEEKDAYS, Schedule, ScheduleRun
 from schedules.selectors import schedule_runs_visible_to, schedules_visible_to
 from schedules.services import schedule_save
-from schedules.slots import next_slot
+from schedules.slots import next_slot, wall_time
 
 UPCOMING_SLOTS = 10
 TIME_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]\Z"  # \Z: "09:00\n" is not a time ($ would let it through)
@@ -66,8 +65,22 @@ class SlotSerializer(serializers.Serializer):
     local = serializers.DateTimeField(help_text="The same instant in the schedule's own time zone.")
 
 
+class WallClockDateTimeField(serializers.DateTimeField):
+    """An instant with an offset as sent; one without stays naive, for Schedule.clean to read on the
+    schedule's own wall clock (not in the server's zone)."""
+
+    def enforce_timezone(self, value):
+        return value if timezone.is_naive(value) else super().enforce_timezone(value)
+
+
 class ScheduleSerializer(serializers.ModelSerializer):
     artist = VisibleArtistField(queryset=Artist.objects.all())
+    trigger_at = WallClockDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="One-off: when to fire, ISO 8601, from 2000-01-01 to 2099-12-31. Without an offset "
+        '("2026-03-08T02:30") it is read in the schedule\'s `timezone`; answers carry it in UTC.',
+    )
     weekdays = serializers.ListField(
         child=serializers.ChoiceField(choices=WEEKDAYS), required=False, help_text='Weekly: e.g. ["monday"].'
     )
@@ -113,10 +126,9 @@ class ScheduleSerializer(serializers.ModelSerializer):
     @extend_schema_field(SlotSerializer(many=True))
     def get_upcoming_slots(self, schedule: Schedule) -> list[dict]:
         now = self.context.get("now") or timezone.now()
-        zone = zoneinfo.ZoneInfo(schedule.timezone)
         at = serializers.DateTimeField()
         return [
-            {"at": at.to_representation(slot), "local": slot.astimezone(zone).isoformat()}
+            {"at": at.to_representation(slot), "local": (wall_time(schedule, slot) or slot).isoformat()}
             for slot in upcoming_slots(schedule, now=now)
         ]
 

@@ -1,7 +1,9 @@
 """Schedules: rules that create draft posts for an artist at set times."""
 
 import re
+import string
 import zoneinfo
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -9,12 +11,57 @@ from django.db import models
 from django.db.models import Q
 
 from artists.models import SANITY_ID_HELP, sanity_id_unique
+from mcn_site.lib.text import NulFreeText
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$")
 
 
 TITLE_FIELDS = ("artist", "schedule", "date", "time", "weekday")
+# When a trigger time may lie (UTC). Wider is a typo (9999-12-31), and near the ends of what Python
+# can hold, its wall-clock time in some zone does not exist (schedules.slots treats those as no slot).
+TRIGGER_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def _as_typed(name: str, spec: str, conversion: str | None) -> str:
+    """A placeholder as it was written: {name}, {name!r}, {name:>9}."""
+    return "{%s%s%s}" % (name, f"!{conversion}" if conversion else "", f":{spec}" if spec else "")  # noqa: UP031
+
+
+def title_template_problem(template: str) -> str:
+    """Why `template` is not a title template ("" when it is): only plain {name}s of TITLE_FIELDS.
+
+    No format spec or conversion: `{artist:>100000000}` would build a 100 MB title at every firing.
+    """
+    try:
+        pieces = list(string.Formatter().parse(template))
+    except ValueError as error:  # a lone "{" or "}"
+        return f"{error} (write {{{{ and }}}} for a brace in the title)"
+    bad = [
+        _as_typed(name, spec, conversion)
+        for _literal, name, spec, conversion in pieces
+        if name is not None and (name not in TITLE_FIELDS or spec or conversion)
+    ]
+    return f"not allowed: {', '.join(bad)}" if bad else ""
+
+
+def title_render(template: str, values: dict[str, str]) -> str:
+    """The title made from `template`; a placeholder it cannot fill stays as typed (rows saved before the
+    rule), so the result is never longer than the template and the values together."""
+    try:
+        pieces = list(string.Formatter().parse(template))
+    except ValueError:
+        return template
+    out = []
+    for literal, name, spec, conversion in pieces:
+        out.append(literal)
+        if name is None:
+            continue
+        if name in values and not spec and not conversion:
+            out.append(values[name])
+        else:
+            out.append(_as_typed(name, spec, conversion))
+    return "".join(out)
 
 
 def default_timezone() -> str:
@@ -27,7 +74,7 @@ class ScheduleQuerySet(models.QuerySet):
         return self.filter(Q(next_slot_at__lte=now) | Q(next_slot_at__isnull=True), active=True)
 
 
-class Schedule(models.Model):
+class Schedule(NulFreeText, models.Model):
     class Kind(models.TextChoices):
         ROUTINE = "routine", "Routine"
         ONE_OFF = "one_off", "One-off"
@@ -48,6 +95,7 @@ class Schedule(models.Model):
         help_text="Monthly: days 1..31. A day the month does not have (31 in April) is skipped.",
     )
     times = models.JSONField(default=list, blank=True, help_text='Routine: one or more "HH:MM" times.')
+    # A naive value (as typed in the admin or sent without an offset) is read in `timezone` by clean().
     trigger_at = models.DateTimeField(null=True, blank=True, help_text="One-off: when to fire.")
     timezone = models.CharField(
         max_length=64, default=default_timezone, help_text="IANA time zone the times are in, e.g. Asia/Shanghai."
@@ -93,14 +141,15 @@ class Schedule(models.Model):
         errors: dict[str, str] = {}
         # OSError: a region such as "Asia" is a folder of zones, not a zone, and opening it fails.
         try:
-            zoneinfo.ZoneInfo(self.timezone)
+            zone = zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            zone = None
             errors["timezone"] = f"“{self.timezone}” is not an IANA time zone such as Asia/Shanghai or Europe/Paris."
-        try:
-            self.title_template.format_map({name: name for name in TITLE_FIELDS})
-        except (KeyError, ValueError, IndexError, AttributeError) as error:
+        if problem := title_template_problem(self.title_template):
             names = ", ".join("{%s}" % name for name in TITLE_FIELDS)  # noqa: UP031 - braces are the point
-            errors["title_template"] = f"Use only these placeholders: {names} (problem: {error})."
+            errors["title_template"] = f"Use only these placeholders, each as plain {{name}}: {names} ({problem})."
+        if self.trigger_at is not None and (problem := self._place_trigger(zone)):
+            errors["trigger_at"] = problem
         if self.kind == self.Kind.ONE_OFF:
             if self.trigger_at is None:
                 errors["trigger_at"] = "A one-off schedule needs a trigger time."
@@ -108,6 +157,24 @@ class Schedule(models.Model):
             errors.update(self._routine_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _place_trigger(self, zone: zoneinfo.ZoneInfo | None) -> str:
+        """Read a naive trigger time on the schedule's wall clock (API and admin send one as typed); return
+        why it cannot be used, or "". A time the clocks skip or repeat is taken as schedules.slots takes
+        a routine's: the offset before the change."""
+        moment = self.trigger_at
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            if zone is None:
+                return ""  # the time zone's own error says what to fix
+            moment = moment.replace(tzinfo=zone)
+        earliest, latest = TRIGGER_RANGE
+        if not earliest <= moment < latest:
+            return (
+                f"Pick a time from {earliest:%Y-%m-%d} to {latest.year - 1}-12-31 (UTC): "
+                f"{moment.isoformat(sep=' ', timespec='seconds')} is out of range."
+            )
+        self.trigger_at = moment.astimezone(UTC)
+        return ""
 
     def _routine_errors(self) -> dict[str, str]:
         errors = {}

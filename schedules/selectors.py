@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from artists.models import Artist
 from artists.selectors import artists_visible_to
 from schedules.models import Schedule, ScheduleRun
-from schedules.slots import upcoming_slots
+from schedules.slots import upcoming_slots, wall_time
 
 
 def schedules_visible_to(*, user) -> QuerySet[Schedule]:
@@ -172,7 +172,6 @@ def calendar_for(*, user, now: datetime, days: int, zone: zoneinfo.ZoneInfo, art
             continue
         schedule.artist = lane.artist
         lane.schedules.append(schedule)
-        own_zone = zoneinfo.ZoneInfo(schedule.timezone)
         # Up to the last instant of the last day: a slot at the next midnight belongs to no column.
         for at in _upcoming(schedule, now=now, until=end - timedelta(microseconds=1)):
             local = at.astimezone(zone)
@@ -181,7 +180,7 @@ def calendar_for(*, user, now: datetime, days: int, zone: zoneinfo.ZoneInfo, art
                     schedule=schedule,
                     at=at,
                     local=local,
-                    own=at.astimezone(own_zone),
+                    own=wall_time(schedule, at) or at,
                     day=(local.date() - today).days,
                     offset=offset(at),
                 )
@@ -224,9 +223,8 @@ def next_slots_for(*, artist: Artist, now: datetime, limit: int = 10) -> list[Ne
     found = []
     for schedule in artist.schedules.filter(active=True).order_by("title", "pk"):
         schedule.artist = artist
-        own_zone = zoneinfo.ZoneInfo(schedule.timezone)
         found += [
-            NextSlot(schedule=schedule, at=at, own=at.astimezone(own_zone))
+            NextSlot(schedule=schedule, at=at, own=wall_time(schedule, at) or at)
             for at in _upcoming(schedule, now=now, until=now + NEXT_SLOTS_HORIZON)[:limit]
         ]
     return sorted(found, key=lambda s: (s.at, s.schedule.title))[:limit]

@@ -13,7 +13,7 @@ from artists.models import Source
 from posts.director.jobs import storyboard_generate
 from posts.services import post_create
 from posts.webhooks import schedule_fired
-from schedules.models import WEEKDAYS, Schedule, ScheduleRun
+from schedules.models import WEEKDAYS, Schedule, ScheduleRun, title_render
 from schedules.slots import next_slot, slots_between
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,15 @@ def _handle_slot(
 
 def _make_post(*, schedule: Schedule, slot: datetime, sources: list[Source]):
     local = slot.astimezone(zoneinfo.ZoneInfo(schedule.timezone))
-    title = schedule.title_template.format_map(
+    title = title_render(
+        schedule.title_template,
         {
             "artist": schedule.artist.stage_name,
             "schedule": schedule.title,
             "date": local.strftime("%Y-%m-%d"),
             "time": local.strftime("%H:%M"),
             "weekday": WEEKDAYS[local.weekday()].title(),
-        }
+        },
     )[:200]
     # Rotate through the sources, one per post, so a daily schedule does not read the same feed forever.
     # Counting the posts of earlier slots only: stable if this slot is handled again after a crash.

@@ -9,6 +9,7 @@ import itertools
 import math
 import struct
 import wave
+import zlib
 
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
@@ -31,6 +32,17 @@ def png_bytes(width: int = 512, height: int = 512, colour: str = "#4f46e5", fmt:
 
 def png_upload(width: int = 512, height: int = 512, name: str = "face.png") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, png_bytes(width, height), content_type="image/png")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 70-byte PNG whose header claims `width` x `height` pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    pixels = zlib.compress(b"\0" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def wav_bytes(seconds: float = 5.0, rate: int = 16000) -> bytes:

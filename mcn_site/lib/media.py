@@ -41,13 +41,28 @@ def sniff_mime(file) -> str | None:
     return kind.mime if kind else None
 
 
+def _too_many_pixels(size: tuple[int, int] | None) -> ValidationError:
+    limit = settings.MCN_MAX_IMAGE_PIXELS
+    shown = f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:,.1f} megapixels)" if size else "larger"
+    return ValidationError(
+        f"This image is {shown}; the limit is {limit / 1e6:,.1f} megapixels (MCN_MAX_IMAGE_PIXELS). "
+        "Scale it down before uploading.",
+        code="too_many_pixels",
+    )
+
+
 def image_size(file) -> tuple[int, int]:
-    """Width and height of an image upload; ValidationError if it is not a readable image."""
+    """Width and height of an image upload of at most MCN_MAX_IMAGE_PIXELS; ValidationError if it is not a
+    readable image or has more pixels (judged from its header, before anything is decoded)."""
     file.seek(0)
     try:
         with Image.open(file) as img:
-            img.verify()
             size = img.size
+            if size[0] * size[1] > settings.MCN_MAX_IMAGE_PIXELS:
+                raise _too_many_pixels(size)
+            img.verify()
+    except Image.DecompressionBombError:  # Pillow's own cap, met inside open() when ours is set above it
+        raise _too_many_pixels(None) from None
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ValidationError("This file is not a readable image (JPEG, PNG or WebP).", code="not_image") from None
     finally:

@@ -6,6 +6,7 @@ from django.db import transaction
 from factory import runners
 from factory.models import ErrorKind, Job, JobKind
 from factory.services import job_enqueue_task
+from mcn_site.lib.text import refuse_nul
 from posts.director.service import DirectorFailed, director_mode, write_storyboard
 from posts.models import Post, PostEvent
 from posts.services import _ensure_editable, _record
@@ -29,6 +30,7 @@ def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
     While a director job of the post is queued or running, asking again with the same feedback (a
     second click, a retried request) returns that job; other feedback is refused until it ends.
     """
+    refuse_nul(feedback=feedback)  # kept in the job's params and the post's trail
     post = Post.objects.select_for_update(of=("self",)).get(pk=post_id)
     _ensure_editable(post)
     working = (

@@ -390,9 +390,14 @@ def test_without_auto_generate_no_director_job_is_queued():
 @pytest.mark.parametrize(
     ("template", "problem"),
     [
-        ("{artist} {when}", "'when'"),
-        ("{artist", "expected '}' before end of string"),
-        ("{0}", "Format string contains positional fields"),
+        ("{artist} {when}", "not allowed: {when}"),
+        ("{artist", "expected '}' before end of string (write {{ and }} for a brace in the title)"),
+        ("{0}", "not allowed: {0}"),
+        ("{}", "not allowed: {}"),
+        # A format spec or conversion builds what it likes: a 100 MB title at every firing.
+        ("{artist:>100000000}", "not allowed: {artist:>100000000}"),
+        ("{date:.0} {time!r} {weekday!s:^9}", "not allowed: {date:.0}, {time!r}, {weekday!s:^9}"),
+        ("{artist.upper} {date[0]}", "not allowed: {artist.upper}, {date[0]}"),
     ],
 )
 def test_a_title_template_with_an_unknown_placeholder_is_refused_naming_the_allowed_ones(template, problem):
@@ -405,15 +410,41 @@ def test_a_title_template_with_an_unknown_placeholder_is_refused_naming_the_allo
 
     allowed = "{artist}, {schedule}, {date}, {time}, {weekday}"
     assert refused.value.message_dict == {
-        "title_template": [f"Use only these placeholders: {allowed} (problem: {problem})."]
+        "title_template": [f"Use only these placeholders, each as plain {{name}}: {allowed} ({problem})."]
     }
     assert Schedule.objects.count() == 0
 
 
 @pytest.mark.django_db
+def test_braces_written_twice_are_literal_in_the_title():
+    schedule = shanghai_schedule(title_template="{{{artist}}} {date}")
+
+    schedule_tick(now=sh(2026, 3, 2, 9, 30))
+
+    assert Post.objects.get(created_from_schedule=schedule).title == "{Luna} 2026-03-02"
+
+
+@pytest.mark.django_db
+def test_a_template_stored_with_a_format_spec_before_the_rule_fires_with_it_left_as_typed():
+    schedule = shanghai_schedule()
+    Schedule.objects.filter(pk=schedule.pk).update(title_template="{artist:>100000000} {date} {0} {")
+
+    schedule_tick(now=sh(2026, 3, 2, 9, 30))
+
+    # Never padded to 100 MB: what cannot be filled stays as typed (a broken template is the title).
+    assert Post.objects.get(created_from_schedule=schedule).title == "{artist:>100000000} {date} {0} {"
+    Schedule.objects.filter(pk=schedule.pk).update(title_template="{artist:>100000000} {date} {weekday}")
+    schedule_tick(now=sh(2026, 3, 5, 9, 30))
+    assert Post.objects.filter(created_from_schedule=schedule).latest("pk").title == (
+        "{artist:>100000000} 2026-03-05 Thursday"
+    )
+
+
+@pytest.mark.django_db
 def test_a_post_that_cannot_be_created_is_recorded_failed_with_the_reason_and_the_others_still_fire():
-    # "{date:.0}" passes the template check but renders an empty title, which a post refuses.
-    broken = shanghai_schedule(title_template="{date:.0}")
+    # An empty template (written around the model's checks) renders an empty title, which a post refuses.
+    broken = shanghai_schedule()
+    Schedule.objects.filter(pk=broken.pk).update(title_template="")
     fine = shanghai_schedule()
     slot = sh(2026, 3, 2, 9, 30)
 
