@@ -257,12 +257,15 @@ class ComfyUIClient:
         deadlines: Deadlines,
         on_progress: Callable[[Progress], None] = lambda p: None,
         should_cancel: Callable[[], bool] = lambda: False,
+        before_interrupt: Callable[[], object] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         client_id: str | None = None,
     ) -> dict:
         """Wait for the prompt to finish; return its history entry or raise the matching ComfyUIError.
 
         `client_id`: the socket id the prompt was submitted with, when it is not ours (re-attaching).
+        `before_interrupt()` runs before each interrupt this wait sends (cancel, stall, deadline): it raises
+        to leave the prompt alone, when the caller may no longer touch it (another worker took it over).
         """
         started = last_sign = clock()
         next_poll = started  # poll at once: it may have finished before the socket opened
@@ -275,12 +278,15 @@ class ComfyUIClient:
             while True:
                 now = clock()
                 if should_cancel():
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Cancelled("Cancelled by request.")
                 if now - started > deadlines.total_seconds:
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Stalled(f"Timed out after {deadlines.total_seconds:.0f} s; cancelled on the GPU server.")
                 if heard and now - last_sign > deadlines.stall_seconds:
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Stalled(
                         f"Stalled: no progress for {deadlines.stall_seconds:.0f} s; cancelled on the GPU server.",

@@ -5,6 +5,8 @@ knows nothing of posts or artists; a caller names its work with a `subject` key
 such as "post.42/shot.7" and hears back through factory.signals.job_changed.
 """
 
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -133,6 +135,10 @@ class Job(models.Model):
     error_details = models.JSONField(default=dict, blank=True, help_text="For staff: node, exception, traceback.")
     cancel_requested = models.BooleanField(default=False)
     worker_name = models.CharField(max_length=200, blank=True)
+    # The fencing token: job_start mints a new one at each claim (a take-over included), and every write
+    # the worker makes afterwards is a conditional UPDATE on it, so a worker presumed dead that wakes up
+    # (SIGSTOP, a long pause) finds its writes refused (services.ClaimLost) and stops quietly.
+    claim = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Token of the worker holding the job.")
     rq_job_id = models.CharField(max_length=100, blank=True)
     gpu_seconds = models.FloatField(default=0)
     created_by = models.ForeignKey(

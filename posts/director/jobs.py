@@ -5,7 +5,7 @@ from django.db import transaction
 
 from factory import runners
 from factory.models import ErrorKind, Job, JobKind
-from factory.services import job_enqueue_task
+from factory.services import job_enqueue_task, job_touch
 from posts.director.service import DirectorFailed, director_mode, write_storyboard
 from posts.models import Post, PostEvent
 from posts.services import _ensure_editable, _record
@@ -57,7 +57,13 @@ def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
 @runners.register(JobKind.LLM)
 def run_director(job: Job) -> None:
     try:
-        write_storyboard(post_id=job.params["post_id"], actor=job.created_by, feedback=job.params.get("feedback", ""))
+        write_storyboard(
+            post_id=job.params["post_id"],
+            actor=job.created_by,
+            feedback=job.params.get("feedback", ""),
+            # A worker presumed dead while the LLM answered must not replace the storyboard its successor wrote.
+            before_write=lambda: job_touch(job_id=job.pk, claim=job.claim),
+        )
     except DirectorFailed as error:
         raise runners.TaskFailed(
             error.message, kind=KINDS.get(error.kind, ErrorKind.EXECUTION), details=error.details
