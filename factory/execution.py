@@ -218,7 +218,12 @@ def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClie
         return None
     # Re-attach under the socket id it was submitted with: ComfyUI sends its events nowhere else.
     return _watch(
-        job, client, prompt_id, socket=client.open_socket(client_id=where.client_id), client_id=where.client_id
+        job,
+        client,
+        prompt_id,
+        socket=client.open_socket(client_id=where.client_id),
+        client_id=where.client_id,
+        borrowed=True,
     )
 
 
@@ -242,14 +247,19 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     )
     if prompt_id is None:
         raise GaveUp(f"The GPU server lost this job {job.max_attempts} times; giving up.")
-    socket = client.open_socket()  # before submitting, so no event of ours is missed
+    # A socket id of the attempt's own: one this worker reused for its next job would make ComfyUI forget the
+    # socket of a worker that took this attempt over (one socket per id).
+    socket_id = f"{client.client_id}-{job.pk}-{attempt}"
+    socket = client.open_socket(client_id=socket_id)  # before submitting, so no event of ours is missed
     # Still ours? A worker paused between minting and submitting may have been replaced meanwhile.
     services.job_touch(job_id=job.pk, claim=job.claim)
-    client.submit(workflow, prompt_id=prompt_id)
-    return _watch(job, client, prompt_id, socket=socket)
+    client.submit(workflow, prompt_id=prompt_id, client_id=socket_id)
+    return _watch(job, client, prompt_id, socket=socket, client_id=socket_id)
 
 
-def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None) -> dict:
+def _watch(
+    job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None, borrowed: bool = False
+) -> dict:
     last_write = 0.0
     last_touch = time.monotonic()
     cancel_asked = False
@@ -288,6 +298,7 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id
             # Before any /interrupt (cancel, stall, deadline): the prompt may be another worker's by now.
             before_interrupt=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
             client_id=client_id,
+            borrowed=borrowed,
         )
     except Cancelled:
         if services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):

@@ -84,6 +84,40 @@ def test_a_stopped_gpu_worker_that_wakes_after_a_take_over_writes_nothing_and_in
     assert_invariants(jobs=[job], fakes=[fake_comfyui])
 
 
+def test_a_stopped_cpu_worker_that_wakes_after_its_voice_was_made_elsewhere_leaves_the_job_alone(
+    fake_cosyvoice, start_worker
+):
+    env = {"COSYVOICE_URL": fake_cosyvoice.url, "FACTORY_STALE_SECONDS": str(STALE)}
+    fake_cosyvoice.stall_after_bytes(4800)  # the first run is held mid-stream, its .part half written
+    first = start_worker(cpu=True, env=env)
+    job = services.job_enqueue_task(
+        kind=JobKind.TTS, params={"text": "你好，世界。", "spk_id": "中文女"}, subject="t/v"
+    )
+    parts = Path(settings.MEDIA_ROOT) / "factory" / "tts"
+    wait_for(lambda: list(parts.glob(f".job-{job.pk}-1.wav.*.part")), what="the voice to be half written")
+    horse = int(Job.objects.get(pk=job.pk).worker_name.rsplit(":", 1)[1])
+
+    first.send(signal.SIGSTOP)  # the worker; its work horse runs in a process group of its own
+    os.kill(horse, signal.SIGSTOP)
+    try:
+        start_worker(cpu=True, env=env)
+        assert wait_for(lambda: services.reconcile_once(), timeout=15, what="the reconciler to ring") == [job.pk]
+        done = wait_for(lambda: finished(job.pk), what="the second worker to make the voice")
+        assert done.status == JobStatus.SUCCEEDED, done.error_message
+        events = list(done.events.values_list("pk", "kind"))
+        fake_cosyvoice.release()  # the first run's stream goes on, to a worker that is still stopped
+    finally:
+        os.kill(horse, signal.SIGCONT)
+        first.send(signal.SIGCONT)
+
+    wait_for(lambda: FENCED in first.output(), timeout=15, what="the first worker to find its claim gone")
+    job = Job.objects.get(pk=job.pk)
+    assert list(job.events.values_list("pk", "kind")) == events and job.status == JobStatus.SUCCEEDED
+    assert len(fake_cosyvoice.requests()) == 2 and job.events.filter(kind="taken_over").count() == 1
+    assert job.outputs.count() == 1 and list(parts.glob(".*.part")) == []
+    assert_invariants(jobs=[job], fakes=[fake_cosyvoice])  # the file is the one recorded, byte for byte
+
+
 def test_a_render_killed_mid_way_and_run_again_leaves_no_part_file(start_worker):
     artist = make_artist()
     post = make_post(artist=artist, aspect_ratio=AspectRatio.SQUARE)
