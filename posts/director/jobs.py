@@ -3,9 +3,9 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from factory import runners
+from factory import runners, services
 from factory.models import ErrorKind, Job, JobKind
-from factory.services import job_enqueue_task, job_touch
+from factory.services import job_enqueue_task
 from posts.director.service import DirectorFailed, director_mode, write_storyboard
 from posts.models import Post, PostEvent
 from posts.services import _ensure_editable, _record
@@ -62,7 +62,7 @@ def run_director(job: Job) -> None:
             actor=job.created_by,
             feedback=job.params.get("feedback", ""),
             # A worker presumed dead while the LLM answered must not replace the storyboard its successor wrote.
-            before_write=lambda: job_touch(job_id=job.pk, claim=job.claim),
+            before_write=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
         )
     except DirectorFailed as error:
         raise runners.TaskFailed(
