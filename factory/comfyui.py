@@ -203,10 +203,11 @@ class ComfyUIClient:
 
     # --- submitting and watching -------------------------------------------------------
 
-    def submit(self, prompt: dict, *, prompt_id: str) -> None:
-        """Queue `prompt` under our own id. A 400 (or partial acceptance) is a config error: never retried."""
+    def submit(self, prompt: dict, *, prompt_id: str, client_id: str | None = None) -> None:
+        """Queue `prompt` under our own id, its events for the socket of `client_id` (default: ours).
+        A 400 (or partial acceptance) is a config error: never retried."""
         response = self._request(
-            "POST", "/prompt", json={"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+            "POST", "/prompt", json={"prompt": prompt, "client_id": client_id or self.client_id, "prompt_id": prompt_id}
         )
         if response.status_code == 400:
             body = response.json()
@@ -257,12 +258,19 @@ class ComfyUIClient:
         deadlines: Deadlines,
         on_progress: Callable[[Progress], None] = lambda p: None,
         should_cancel: Callable[[], bool] = lambda: False,
+        before_interrupt: Callable[[], object] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         client_id: str | None = None,
+        borrowed: bool = False,
     ) -> dict:
         """Wait for the prompt to finish; return its history entry or raise the matching ComfyUIError.
 
-        `client_id`: the socket id the prompt was submitted with, when it is not ours (re-attaching).
+        `client_id`: the socket id the prompt was submitted with (reopening uses it); `borrowed`: that id was
+        another worker's (re-attaching to its prompt). ComfyUI keeps one socket per id and forgets the id when
+        any socket of it closes: the other worker's old socket closing (it was presumed dead and woke up)
+        silences ours, so silence on a borrowed id is first answered by reopening, once, not by an interrupt.
+        `before_interrupt()` runs before each interrupt this wait sends (cancel, stall, deadline): it raises
+        to leave the prompt alone, when the caller may no longer touch it (another worker took it over).
         """
         started = last_sign = clock()
         next_poll = started  # poll at once: it may have finished before the socket opened
@@ -271,16 +279,25 @@ class ComfyUIClient:
         # with `status`, and one that never delivers a frame (#15240) or none at all tells us nothing,
         # so a long prompt behind it is left to /history polling and the total deadline.
         heard = False
+        reopened = False  # since the last progress, on a borrowed id
         try:
             while True:
                 now = clock()
                 if should_cancel():
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Cancelled("Cancelled by request.")
                 if now - started > deadlines.total_seconds:
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Stalled(f"Timed out after {deadlines.total_seconds:.0f} s; cancelled on the GPU server.")
+                if heard and now - last_sign > deadlines.stall_seconds and borrowed and not reopened:
+                    with contextlib.suppress(Exception):
+                        socket.close()
+                    socket, heard, reopened = self.open_socket(client_id=client_id), False, True
+                    continue
                 if heard and now - last_sign > deadlines.stall_seconds:
+                    before_interrupt()
                     self.interrupt(prompt_id)
                     raise Stalled(
                         f"Stalled: no progress for {deadlines.stall_seconds:.0f} s; cancelled on the GPU server.",
@@ -317,10 +334,10 @@ class ComfyUIClient:
                 kind, data = message.get("type"), message.get("data", {})
                 if kind == "progress" and data.get("prompt_id") == prompt_id:
                     progress = Progress(str(data.get("node") or progress.node), data["value"], data["max"])
-                    last_sign = clock()
+                    last_sign, reopened = clock(), False
                     on_progress(progress)
                 elif kind == "executing" and data.get("prompt_id") == prompt_id:
-                    last_sign = clock()
+                    last_sign, reopened = clock(), False
                     if data.get("node") is None:
                         next_poll = clock()  # finished: read the authoritative result now
                     else:

@@ -100,41 +100,60 @@ def run_comfyui_job(job_id: int, *, server_url: str | None = None) -> None:
     # (job.server_url): a worker that died on another GPU machine may have left it running there.
     client = client_for(server_url)
     home = client_for(job.server_url) if job.prompt_id and job.server_url else client
+    fenced = False
+    try:
+        _run(job, client, home=home)
+    except services.ClaimLost:
+        # Presumed dead (stopped, paused) and taken over meanwhile: the job is another worker's now. Write
+        # nothing more, interrupt nothing, free nothing on the GPU server (the prompt may be the new holder's).
+        fenced = True
+        log.warning("job %s: taken over by another worker while this one was silent; stopping quietly", job_id)
+    finally:
+        vram.release(None if fenced else client, mode=settings.FACTORY_FREE_AFTER_JOB)
+
+
+def _run(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
+    """Drive the claimed job and record how it ended; every write names the claim (ClaimLost once lost)."""
+    job_id, claim = job.pk, job.claim
     try:
         vram.before_job(client, workflow=job.template_id, mode=settings.FACTORY_FREE_AFTER_JOB)
         _drive(job, client, home=home)
+    except services.ClaimLost:
+        raise
     except OutputNotSaved as error:
         # The prompt's result stays in ComfyUI's history: the retry reconciles by prompt id and downloads
         # again, once there is room, without running the workflow a second time.
         services.job_wait_and_retry(
-            job_id=job_id, kind=ErrorKind.EXECUTION, message=error.message, details=error.details
+            job_id=job_id, claim=claim, kind=ErrorKind.EXECUTION, message=error.message, details=error.details
         )
     except (Unreachable, OSError) as error:
         services.job_wait_and_retry(
             job_id=job_id,
+            claim=claim,
             kind=ErrorKind.UNREACHABLE,
             message=f"GPU server unreachable ({client.base_url}).",
             details=getattr(error, "details", {"error": str(error)}),
         )
     except WorkflowRejected as error:
-        services.job_fail(job_id=job_id, kind=ErrorKind.CONFIG, message=error.message, details=error.details)
+        services.job_fail(
+            job_id=job_id, claim=claim, kind=ErrorKind.CONFIG, message=error.message, details=error.details
+        )
     except (InjectionError, ValidationError) as error:
         # The template or a media file changed since the job was queued.
         message = "Parameters no longer fit the template: " + " ".join(getattr(error, "problems", error.messages))
-        services.job_fail(job_id=job_id, kind=ErrorKind.CONFIG, message=message)
+        services.job_fail(job_id=job_id, claim=claim, kind=ErrorKind.CONFIG, message=message)
     except ComfyUIError as error:
-        services.job_fail(job_id=job_id, kind=error.kind, message=error.message, details=error.details)
+        services.job_fail(job_id=job_id, claim=claim, kind=error.kind, message=error.message, details=error.details)
     except Exception as error:
         # A bug of ours: the row must still end terminal (never stuck "running"); rq keeps the traceback.
         services.job_fail(
             job_id=job_id,
+            claim=claim,
             kind=ErrorKind.EXECUTION,
             message="Internal error in the worker; staff can see the details.",
             details={"exception": f"{type(error).__name__}: {error}"},
         )
         raise
-    finally:
-        vram.release(client, mode=settings.FACTORY_FREE_AFTER_JOB)
 
 
 def _drive(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
@@ -159,9 +178,10 @@ def _drive(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
                     f"{error.message} Retried once after freeing memory.", details=error.details
                 ) from None
             oom_retried = True
+            services.job_touch(job_id=job.pk, claim=job.claim)  # ClaimLost: the server is the new holder's now
             server.free(unload_models=True, free_memory=True)
         except Stalled as error:
-            if stall_retried or services.job_is_cancel_requested(job_id=job.pk):
+            if stall_retried or services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):
                 raise
             stall_retried = True
             log.warning("job %s: %s; retrying once", job.pk, error.message)
@@ -184,21 +204,26 @@ def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClie
     except Unreachable:
         if client is own:
             raise
-        services.job_abandon_prompt(job_id=job.pk, prompt_id=prompt_id, server_url=client.base_url)
+        services.job_abandon_prompt(job_id=job.pk, claim=job.claim, prompt_id=prompt_id, server_url=client.base_url)
         return None
     log.info("job %s: prompt %s is %s on the server", job.pk, prompt_id, where.state)
     if where.state == "done":
         try:
             return client._outcome(where.history)
         except Cancelled:
-            if services.job_is_cancel_requested(job_id=job.pk):
+            if services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):
                 raise
             return None  # interrupted by a worker that then died, not by a person: a new attempt
     if where.state == "absent":
         return None
     # Re-attach under the socket id it was submitted with: ComfyUI sends its events nowhere else.
     return _watch(
-        job, client, prompt_id, socket=client.open_socket(client_id=where.client_id), client_id=where.client_id
+        job,
+        client,
+        prompt_id,
+        socket=client.open_socket(client_id=where.client_id),
+        client_id=where.client_id,
+        borrowed=True,
     )
 
 
@@ -217,15 +242,24 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     workflow = inject(template.workflow, values, overrides=job.overrides)
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job.pk) + 1
     prefix_outputs(workflow, f"mcn/job{job.pk}-{attempt}")
-    prompt_id = services.job_begin_attempt(job_id=job.pk, server_url=client.base_url, workflow=workflow)
+    prompt_id = services.job_begin_attempt(
+        job_id=job.pk, claim=job.claim, server_url=client.base_url, workflow=workflow
+    )
     if prompt_id is None:
         raise GaveUp(f"The GPU server lost this job {job.max_attempts} times; giving up.")
-    socket = client.open_socket()  # before submitting, so no event of ours is missed
-    client.submit(workflow, prompt_id=prompt_id)
-    return _watch(job, client, prompt_id, socket=socket)
+    # A socket id of the attempt's own: one this worker reused for its next job would make ComfyUI forget the
+    # socket of a worker that took this attempt over (one socket per id).
+    socket_id = f"{client.client_id}-{job.pk}-{attempt}"
+    socket = client.open_socket(client_id=socket_id)  # before submitting, so no event of ours is missed
+    # Still ours? A worker paused between minting and submitting may have been replaced meanwhile.
+    services.job_touch(job_id=job.pk, claim=job.claim)
+    client.submit(workflow, prompt_id=prompt_id, client_id=socket_id)
+    return _watch(job, client, prompt_id, socket=socket, client_id=socket_id)
 
 
-def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None) -> dict:
+def _watch(
+    job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None, borrowed: bool = False
+) -> dict:
     last_write = 0.0
     last_touch = time.monotonic()
     cancel_asked = False
@@ -237,6 +271,7 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id
             last_write = last_touch = now  # the progress write is this second's heartbeat and cancel check
             cancel_asked = services.job_progress(
                 job_id=job.pk,
+                claim=job.claim,
                 node=progress.node,
                 value=progress.value,
                 maximum=progress.maximum,
@@ -244,14 +279,14 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id
             )
 
     def should_cancel() -> bool:
-        # Doubles as the heartbeat: a silent long node still proves this worker is alive.
+        # Doubles as the heartbeat: a silent long node still proves this worker is alive. A worker that
+        # was paused past the stale window finds its claim gone here, first thing after it wakes up.
         nonlocal last_touch
         now = time.monotonic()
         if cancel_asked or now - last_touch < 1.0:
             return cancel_asked
         last_touch = now
-        services.job_touch(job_id=job.pk)
-        return services.job_is_cancel_requested(job_id=job.pk)
+        return services.job_touch(job_id=job.pk, claim=job.claim)
 
     try:
         return client.wait(
@@ -260,42 +295,50 @@ def _watch(job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id
             deadlines=deadlines(),
             on_progress=on_progress,
             should_cancel=should_cancel,
+            # Before any /interrupt (cancel, stall, deadline): the prompt may be another worker's by now.
+            before_interrupt=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
             client_id=client_id,
+            borrowed=borrowed,
         )
     except Cancelled:
-        if services.job_is_cancel_requested(job_id=job.pk):
+        if services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):
             raise Cancelled("Cancelled by request; interrupted on the GPU server.") from None
         raise
 
 
 def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job.pk)
+    # What killed or superseded runs of this job left half-written goes: this run holds the claim, so no
+    # other run's download is live (one presumed dead that wakes up is fenced before its rename).
+    for leftover in (Path(settings.MEDIA_ROOT) / "factory" / str(job.pk)).rglob("*.tmp"):
+        leftover.unlink(missing_ok=True)
     for output in output_files(entry):
         _store(job, client, output, attempt=attempt)
-    services.job_succeed(job_id=job.pk)
+    services.job_succeed(job_id=job.pk, claim=job.claim)
 
 
 def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int) -> None:
     """Download into MEDIA_ROOT atomically (tmp + fsync + rename); a re-run keeps what is there.
 
     A failed or interrupted download leaves no file behind: the final name appears only complete (rename),
-    and the .tmp is removed on any error. A write error raises OutputNotSaved.
+    and the .tmp is removed on any error. A write error raises OutputNotSaved. The .tmp is this claim's
+    own (a worker presumed dead may still be writing its own), and the rename waits for a claim check.
     """
     suffix = Path(output.filename).suffix.lower() or ".bin"
     stored_name = f"factory/{job.pk}/{attempt}/{output.node_id}-{output.index}{suffix}"
     final = Path(settings.MEDIA_ROOT) / stored_name
     if not final.exists():
-        tmp = final.with_name(final.name + ".tmp")
+        tmp = final.with_name(f"{final.name}.{job.claim.hex[:12]}.tmp")
         digest = hashlib.sha256()
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            # "wb" truncates a .tmp left by a worker killed mid-download: this one starts from byte 0.
             with open(tmp, "wb") as handle, contextlib.closing(_touching(job, client.download(output))) as chunks:
                 for chunk in chunks:
                     handle.write(chunk)
                     digest.update(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
+            services.job_touch(job_id=job.pk, claim=job.claim)  # ClaimLost: the live attempt's file stays as it is
             os.replace(tmp, final)
         except OSError as error:
             tmp.unlink(missing_ok=True)
@@ -312,6 +355,7 @@ def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int)
         sha256 = _sha256_of(final)
     services.job_record_output(
         job_id=job.pk,
+        claim=job.claim,
         attempt=attempt,
         node_id=output.node_id,
         index=output.index,
@@ -332,7 +376,7 @@ def _touching(job: Job, chunks):
             yield chunk
             if time.monotonic() - last_touch >= 1.0:
                 last_touch = time.monotonic()
-                services.job_touch(job_id=job.pk)
+                services.job_touch(job_id=job.pk, claim=job.claim)
     finally:
         chunks.close()  # ends the HTTP response now, not when the traceback lets go of it
 

@@ -7,6 +7,8 @@ A subject may end in "@<key>" (the inputs' hash: "post.42/shot.7/picture@3f2a...
 names the work, and a later job for the same work supersedes an earlier one (it is not retried).
 """
 
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -142,6 +144,10 @@ class Job(models.Model):
     error_details = models.JSONField(default=dict, blank=True, help_text="For staff: node, exception, traceback.")
     cancel_requested = models.BooleanField(default=False)
     worker_name = models.CharField(max_length=200, blank=True)
+    # The fencing token: job_start mints a new one at each claim (a take-over included), and every write
+    # the worker makes afterwards is a conditional UPDATE on it, so a worker presumed dead that wakes up
+    # (SIGSTOP, a long pause) finds its writes refused (services.ClaimLost) and stops quietly.
+    claim = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Token of the worker holding the job.")
     rq_job_id = models.CharField(max_length=100, blank=True)
     gpu_seconds = models.FloatField(default=0)
     created_by = models.ForeignKey(

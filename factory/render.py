@@ -10,6 +10,7 @@ the output lasts sum(durations) to within half a frame.
 """
 
 import dataclasses
+import glob
 import os
 import queue
 import re
@@ -432,12 +433,16 @@ def assemble(
     *,
     on_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    before_publish: Callable[[], object] | None = None,
 ) -> RenderResult:
     """Render the edit to edit.output and return what was written.
 
     on_progress gets fractions 0..1 (at most every PROGRESS_EVERY seconds, 1.0 once at the end);
-    should_cancel is polled about twice a second. Raises RenderFailed (message names the clip when
-    one is at fault) or RenderCancelled; either way no partial file is left at edit.output.
+    should_cancel is polled about twice a second; before_publish runs just before the finished file
+    replaces edit.output, and raises to leave edit.output as it is. Raises RenderFailed (message names
+    the clip when one is at fault) or RenderCancelled; either way no partial file is left at edit.output.
+    The temporary file is `temp_files(edit.output)`'s: a render killed mid-way leaves it for the next
+    run of the same output to discard.
     """
     _validate(edit)
     output = Path(edit.output)
@@ -445,7 +450,7 @@ def assemble(
     segments = _segments(edit)
     frames = sum(s.frames for s in segments)
     total = frames / edit.fps
-    temp_output = output.with_name(f".{output.name}.{os.getpid()}.{threading.get_ident()}.part")
+    temp_output = output.with_name(f".{output.name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
     with tempfile.TemporaryDirectory(prefix="mcn-render-") as work:
         captions_file = write_captions(edit, Path(work))
         argv, owners = _build(
@@ -455,12 +460,23 @@ def assemble(
         )
         try:
             _run(argv, total, owners, on_progress, should_cancel)
+            if before_publish is not None:
+                before_publish()
             os.replace(temp_output, output)
         finally:
             temp_output.unlink(missing_ok=True)
     if on_progress:
         on_progress(1.0)
     return RenderResult(output=output, duration=total, frames=frames, command=argv)
+
+
+PART_SUFFIX = ".part"
+
+
+def temp_files(output: Path) -> list[Path]:
+    """The temporary files renders of `output` are writing or left behind (a render killed mid-way)."""
+    output = Path(output)
+    return sorted(output.parent.glob(f".{glob.escape(output.name)}.*{PART_SUFFIX}"))
 
 
 def _run(

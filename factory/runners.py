@@ -41,21 +41,39 @@ def run_task_job(job_id: int) -> None:
     job = services.job_start(job_id=job_id, worker_name=worker_name(), server_url="")
     if job is None:
         return
+    try:
+        _run(job)
+    except services.ClaimLost:
+        # Presumed dead (stopped, paused) and taken over meanwhile: the job is another worker's now.
+        log.warning("job %s: taken over by another worker while this one was silent; stopping quietly", job_id)
+
+
+def _run(job: Job) -> None:
+    """Run the claimed job and record how it ended; every write names the claim (ClaimLost once lost).
+
+    A runner passes `job.claim` to every service it calls (progress, outputs, cancel checks).
+    """
+    job_id, claim = job.pk, job.claim
     runner = _RUNNERS.get(job.kind)
     if runner is None:
-        services.job_fail(job_id=job_id, kind=ErrorKind.CONFIG, message=f"No runner handles {job.kind} jobs.")
+        services.job_fail(
+            job_id=job_id, claim=claim, kind=ErrorKind.CONFIG, message=f"No runner handles {job.kind} jobs."
+        )
         return
     try:
         runner(job)
+    except services.ClaimLost:
+        raise
     except TaskFailed as error:
-        services.job_fail(job_id=job_id, kind=error.kind, message=error.message, details=error.details)
+        services.job_fail(job_id=job_id, claim=claim, kind=error.kind, message=error.message, details=error.details)
         return
     except Exception as error:
         services.job_fail(
             job_id=job_id,
+            claim=claim,
             kind=ErrorKind.EXECUTION,
             message="Internal error in the worker; staff can see the details.",
             details={"exception": f"{type(error).__name__}: {error}"},
         )
         raise
-    services.job_succeed(job_id=job_id, require_output=False)
+    services.job_succeed(job_id=job_id, claim=claim, require_output=False)

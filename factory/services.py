@@ -49,6 +49,34 @@ class JobStateError(ValidationError):
     """The job is not in a state that allows this (cancel a finished job, retry a running one)."""
 
 
+class ClaimLost(Exception):
+    """This worker no longer holds the job: another took it over (this one was presumed dead), or it ended.
+
+    Every worker-side service checks the claim token job_start handed out, in the same conditional
+    UPDATE that writes, and raises this instead of writing. The worker then stops quietly: no event,
+    no status, no interrupt of the prompt, no file over the live attempt's (factory.execution).
+    """
+
+    def __init__(self, job_id: int, claim):
+        super().__init__(f"job {job_id}: claim {claim} is no longer this worker's (taken over or ended)")
+        self.job_id, self.claim = job_id, claim
+
+
+def _held(job_id: int, claim):
+    """The job's row while the worker holding `claim` runs it: every worker-side write filters on this."""
+    return Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, claim=claim)
+
+
+def _hold(job_id: int, claim, **fields) -> None:
+    """Touch the heartbeat (and `fields`) if `claim` still holds the job, else raise ClaimLost.
+
+    Inside a transaction on PostgreSQL the UPDATE also locks the row until commit: a take-over
+    (job_start's own UPDATE) waits for the write it fences instead of slipping in between.
+    """
+    if not _held(job_id, claim).update(heartbeat_at=timezone.now(), **fields):
+        raise ClaimLost(job_id, claim)
+
+
 def _event(job_id: int, event_kind: str, message: str = "", **data) -> None:
     JobEvent.objects.create(job_id=job_id, kind=event_kind, message=message, data=data)
 
@@ -359,9 +387,12 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
 
     A queued job is claimed; a running job is taken over only when its worker has
     gone silent (killed): the new run then reconciles with ComfyUI by prompt id.
+    The job returned carries the new claim token (`job.claim`) that every later write must name.
     """
     now = timezone.now()
-    claim = {"status": JobStatus.RUNNING, "worker_name": worker_name, "heartbeat_at": now}
+    # A new fencing token for every claim, a take-over's included: the silent worker's token stops working.
+    token = uuid.uuid4()
+    claim = {"status": JobStatus.RUNNING, "worker_name": worker_name, "heartbeat_at": now, "claim": token}
     # Race: two workers (or a re-delivered rq job) start the same row; one UPDATE wins.
     # server_url says where the stored prompt was sent: a job back in the queue with a prompt in
     # doubt (its reply was lost) keeps it, so whichever worker claims it asks that server first.
@@ -378,6 +409,7 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
             # A job that kills its worker every time (a poison pill) must not loop forever.
             job_fail(
                 job_id=job_id,
+                claim=token,
                 kind=ErrorKind.LOST,
                 message=f"Failed: its worker died {deaths} times (see the worker logs).",
             )
@@ -389,21 +421,30 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
 
 
 @transaction.atomic
-def job_begin_attempt(*, job_id: int, server_url: str, workflow: dict) -> str | None:
-    """Mint and store the prompt id of a new attempt before anything is sent; None if out of attempts."""
+def job_begin_attempt(*, job_id: int, claim, server_url: str, workflow: dict) -> str | None:
+    """Mint and store the prompt id of a new attempt before anything is sent; None if out of attempts.
+
+    Raises ClaimLost when `claim` no longer holds the job.
+    """
     prompt_id = str(uuid.uuid4())
-    updated = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts__lt=F("max_attempts")).update(
-        attempts=F("attempts") + 1,
-        prompt_id=prompt_id,
-        server_url=server_url,
-        submitted_workflow=workflow,
-        heartbeat_at=timezone.now(),
-        progress_node="",
-        progress_value=0,
-        progress_max=0,
-        progress_percent=0,
+    updated = (
+        _held(job_id, claim)
+        .filter(attempts__lt=F("max_attempts"))
+        .update(
+            attempts=F("attempts") + 1,
+            prompt_id=prompt_id,
+            server_url=server_url,
+            submitted_workflow=workflow,
+            heartbeat_at=timezone.now(),
+            progress_node="",
+            progress_value=0,
+            progress_max=0,
+            progress_percent=0,
+        )
     )
     if not updated:
+        if not _held(job_id, claim).exists():
+            raise ClaimLost(job_id, claim)
         return None
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job_id)
     _event(job_id, "submitted", f"Attempt {attempt}: prompt {prompt_id}.", prompt_id=prompt_id, attempt=attempt)
@@ -411,16 +452,16 @@ def job_begin_attempt(*, job_id: int, server_url: str, workflow: dict) -> str | 
 
 
 @transaction.atomic
-def job_abandon_prompt(*, job_id: int, prompt_id: str, server_url: str) -> bool:
+def job_abandon_prompt(*, job_id: int, claim, prompt_id: str, server_url: str) -> bool:
     """Give up the stored prompt: its GPU server (another machine) does not answer.
 
     The job keeps running on the calling worker, whose next attempt mints a new prompt id,
-    so nothing that prompt might still make is ever taken for this job's. False if the row moved on.
+    so nothing that prompt might still make is ever taken for this job's. False if the row moved on
+    to another prompt; ClaimLost when `claim` no longer holds the job.
     """
-    # Race: only the worker that holds the job (status running, this prompt) may let the prompt go.
-    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, prompt_id=prompt_id).update(
-        heartbeat_at=timezone.now()
-    ):
+    # Race: only the worker that holds the job (its claim, this prompt) may let the prompt go.
+    if not _held(job_id, claim).filter(prompt_id=prompt_id).update(heartbeat_at=timezone.now()):
+        _hold(job_id, claim)
         return False
     _event(
         job_id,
@@ -432,17 +473,19 @@ def job_abandon_prompt(*, job_id: int, prompt_id: str, server_url: str) -> bool:
     return True
 
 
-def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: float) -> bool:
+def job_progress(*, job_id: int, claim, node: str, value: int, maximum: int, percent: float) -> bool:
     """Record progress (the caller throttles), count it as a heartbeat; returns whether cancel was asked.
 
     One statement between a ComfyUI frame and its push (bench B4): an UPDATE that returns what the
     push needs and the cancel flag, so the worker's once-a-second heartbeat and cancel check can skip
     a second that had progress. On PostgreSQL it commits without waiting for its WAL flush: a progress
     value and a heartbeat are hints, rewritten within the second, and only a crash of the database
-    itself could lose the last one. A job no longer running is not written and not pushed.
+    itself could lose the last one. A job this claim no longer holds is not written and not pushed:
+    ClaimLost (the token is part of the same UPDATE's WHERE, so the fence costs no statement).
     """
     job = Job(
         pk=job_id,
+        claim=claim,
         status=JobStatus.RUNNING,
         progress_node=node[:200],
         progress_value=max(0, value),
@@ -452,7 +495,7 @@ def job_progress(*, job_id: int, node: str, value: int, maximum: int, percent: f
     )
     row = _update_returning(job, PROGRESS_FIELDS, returning=("subject", "cancel_requested"))
     if row is None:
-        return False
+        raise ClaimLost(job_id, claim)
     job.subject, cancel_requested = row
     try:
         job_changed.send(sender=Job, **job_payload(job, event="progress"))
@@ -465,7 +508,8 @@ PROGRESS_FIELDS = ("progress_node", "progress_value", "progress_max", "progress_
 
 
 def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str, ...]) -> tuple | None:
-    """UPDATE `fields` of a running `job` from its attributes, RETURNING those columns (None: not running).
+    """UPDATE `fields` of a running `job` held by `job.claim`, RETURNING those columns (None: not running
+    under that claim).
 
     Django's update() cannot return columns; PostgreSQL and SQLite >= 3.35 can, which saves the
     SELECT that would follow (a round trip per progress frame). Values go through each field's own
@@ -475,7 +519,11 @@ def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str
     assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
     values = [meta.get_field(name).get_db_prep_save(getattr(job, name), connection) for name in fields]
     columns = ", ".join(quote(meta.get_field(name).column) for name in returning)
-    where = f"{quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    claim_field = meta.get_field("claim")
+    where = (
+        f"{quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+        f" AND {quote(claim_field.column)} = %s"
+    )
     # Identifiers from the model's meta, quoted; every value is a parameter.
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where} RETURNING {columns}"  # noqa: S608
     postgresql = connection.vendor == "postgresql"
@@ -483,22 +531,37 @@ def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str
     with transaction.atomic() if postgresql else contextlib.nullcontext(), connection.cursor() as cursor:
         if postgresql:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(sql, [*values, job.pk, JobStatus.RUNNING])
+        claim = claim_field.get_db_prep_value(job.claim, connection)
+        cursor.execute(sql, [*values, job.pk, JobStatus.RUNNING, claim])
         return cursor.fetchone()
 
 
-def job_touch(*, job_id: int) -> None:
-    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+def job_touch(*, job_id: int, claim) -> bool:
+    """The worker's heartbeat: returns whether cancel was asked; ClaimLost if `claim` no longer holds the job.
+
+    One statement (UPDATE ... RETURNING), the heartbeat and the cancel check of a second together.
+    """
+    row = _update_returning(
+        Job(pk=job_id, claim=claim, heartbeat_at=timezone.now()), ("heartbeat_at",), returning=("cancel_requested",)
+    )
+    if row is None:
+        raise ClaimLost(job_id, claim)
+    return bool(row[0])
 
 
-def job_is_cancel_requested(*, job_id: int) -> bool:
-    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
+def job_is_cancel_requested(*, job_id: int, claim) -> bool:
+    """Whether cancel was asked (a read); ClaimLost if `claim` no longer holds the job (stop, write nothing)."""
+    row = _held(job_id, claim).values_list("cancel_requested", flat=True).first()
+    if row is None:
+        raise ClaimLost(job_id, claim)
+    return row
 
 
 @transaction.atomic
 def job_record_output(
     *,
     job_id: int,
+    claim,
     attempt: int,
     node_id: str,
     index: int,
@@ -508,7 +571,11 @@ def job_record_output(
     sha256: str,
     content_type: str,
 ) -> JobOutput:
-    """Attach a file already written (atomically) under MEDIA_ROOT; a repeat returns the existing row."""
+    """Attach a file already written (atomically) under MEDIA_ROOT; a repeat returns the existing row.
+
+    ClaimLost (nothing recorded) when `claim` no longer holds the job.
+    """
+    _hold(job_id, claim)  # Race: a take-over between this check and commit waits on the row lock (PostgreSQL)
     output, created = JobOutput.objects.get_or_create(
         job_id=job_id,
         attempt=attempt,
@@ -528,52 +595,57 @@ def job_record_output(
     return output
 
 
-def _finish(job_id: int, status: str, **fields) -> bool:
+def _finish(job_id: int, claim, status: str, **fields) -> None:
+    """End the job held by `claim`; ClaimLost when it no longer holds it (nothing written)."""
     now = timezone.now()
     job = Job.objects.filter(pk=job_id).values("started_at").first()
     seconds = (now - job["started_at"]).total_seconds() if job and job["started_at"] else 0
-    return bool(
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            status=status, finished_at=now, heartbeat_at=now, gpu_seconds=F("gpu_seconds") + seconds, **fields
-        )
-    )
+    if not _held(job_id, claim).update(
+        status=status, finished_at=now, heartbeat_at=now, gpu_seconds=F("gpu_seconds") + seconds, **fields
+    ):
+        raise ClaimLost(job_id, claim)
 
 
 @transaction.atomic
-def job_succeed(*, job_id: int, require_output: bool = True) -> bool:
-    """Finish the job. Kinds that make files (ComfyUI) need one from the current attempt."""
+def job_succeed(*, job_id: int, claim, require_output: bool = True) -> bool:
+    """Finish the job; True. Kinds that make files (ComfyUI) need one from the current attempt (else it
+    fails, and this returns job_fail's True). ClaimLost when `claim` no longer holds the job."""
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job_id)
     if require_output and not JobOutput.objects.filter(job_id=job_id, attempt=attempt).exists():
         # No file, no success (invariant I3).
-        return job_fail(job_id=job_id, kind=ErrorKind.EXECUTION, message="The workflow finished but saved no file.")
-    if _finish(job_id, JobStatus.SUCCEEDED, progress_percent=100, error_kind="", error_message="", error_details={}):
-        _event(job_id, "succeeded", "Finished.")
-        _announce(job_id)
-        return True
-    return False
+        return job_fail(
+            job_id=job_id, claim=claim, kind=ErrorKind.EXECUTION, message="The workflow finished but saved no file."
+        )
+    _finish(job_id, claim, JobStatus.SUCCEEDED, progress_percent=100, error_kind="", error_message="", error_details={})
+    _event(job_id, "succeeded", "Finished.")
+    _announce(job_id)
+    return True
 
 
 @transaction.atomic
-def job_fail(*, job_id: int, kind: str, message: str, details: dict | None = None) -> bool:
+def job_fail(*, job_id: int, claim, kind: str, message: str, details: dict | None = None) -> bool:
+    """Fail (or, for kind cancelled, cancel) the job; True. ClaimLost when `claim` no longer holds it."""
     status = JobStatus.CANCELLED if kind == ErrorKind.CANCELLED else JobStatus.FAILED
-    if _finish(job_id, status, error_kind=kind, error_message=message, error_details=details or {}):
-        _event(job_id, status, message, kind=kind)
-        _announce(job_id)
-        return True
-    return False
+    _finish(job_id, claim, status, error_kind=kind, error_message=message, error_details=details or {})
+    _event(job_id, status, message, kind=kind)
+    _announce(job_id)
+    return True
 
 
 @transaction.atomic
-def job_wait_and_retry(*, job_id: int, kind: str, message: str, details: dict | None = None) -> bool:
+def job_wait_and_retry(*, job_id: int, claim, kind: str, message: str, details: dict | None = None) -> bool:
     """A transient failure: put the job back in the queue after the next backoff step, or fail it.
 
-    Returns True when a retry was scheduled.
+    Returns True when a retry was scheduled; ClaimLost when `claim` no longer holds the job.
     """
     delays = [int(d) for d in settings.FACTORY_UNREACHABLE_RETRIES]
-    job = Job.objects.get(pk=job_id)
+    job = _held(job_id, claim).select_for_update().first()  # Race: a take-over waits for this decision
+    if job is None:
+        raise ClaimLost(job_id, claim)
     if job.retries >= len(delays):
         job_fail(
             job_id=job_id,
+            claim=claim,
             kind=kind,
             message=f"Failed: {message.rstrip('.')} (gave up after {job.retries} retries).",
             details=details,
@@ -581,7 +653,7 @@ def job_wait_and_retry(*, job_id: int, kind: str, message: str, details: dict | 
         return False
     delay = delays[job.retries]
     text = f"{message} Retrying in {delay} s ({job.retries + 1}/{len(delays)})."
-    if not Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+    if not _held(job_id, claim).update(
         status=JobStatus.QUEUED,
         retries=F("retries") + 1,
         error_kind=kind,
@@ -590,7 +662,7 @@ def job_wait_and_retry(*, job_id: int, kind: str, message: str, details: dict | 
         heartbeat_at=None,
         queued_at=timezone.now() + timedelta(seconds=delay),
     ):
-        return False
+        raise ClaimLost(job_id, claim)
     _event(job_id, "retry_scheduled", text, kind=kind, delay=delay)
     job.refresh_from_db()
     _ring_after_commit(job, delay_seconds=delay)
@@ -610,9 +682,11 @@ def job_worker_lost(*, job_id: int, worker_name: str, reason: str) -> bool:
     held = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker_name=worker_name)
     deaths = JobEvent.objects.filter(job_id=job_id, kind__in=["worker_lost", "taken_over"]).count() + 1
     if deaths >= settings.FACTORY_MAX_ATTEMPTS:
-        if held.exists():
+        claim = held.values_list("claim", flat=True).first()
+        if claim is not None:
             job_fail(
                 job_id=job_id,
+                claim=claim,
                 kind=ErrorKind.LOST,
                 message=f"Failed: its worker died {deaths} times ({reason}; see the worker logs).",
             )

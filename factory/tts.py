@@ -94,13 +94,15 @@ class CosyVoiceClient:
         prompt_wav: Path | None = None,
         on_progress: Callable[[float], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        before_publish: Callable[[], object] | None = None,
     ) -> float:
         """Speak `text` into a WAV file at `path` and return its duration in seconds.
 
         With `prompt_wav` (and its transcription `prompt_text`) the voice is cloned from that sample
         (/inference_zero_shot); otherwise `spk_id` names a built-in speaker (/inference_sft). The file
         appears whole or not at all (a temporary file renamed into place). `on_progress(seconds)` hears
-        the audio received so far; `should_cancel()` is asked between chunks. Raises VoiceError.
+        the audio received so far; `should_cancel()` is asked between chunks; `before_publish()` runs just
+        before the rename and raises to leave `path` alone. Raises VoiceError.
         """
         text = (text or "").strip()
         if not text:
@@ -131,11 +133,11 @@ class CosyVoiceClient:
                     ) from None
                 content_type = mimetypes.guess_type(prompt_wav.name)[0] or "application/octet-stream"
                 files = {"prompt_wav": (prompt_wav.name, sample, content_type)}
-            return self._post(path, endpoint, data, files, on_progress, should_cancel)
+            return self._post(path, endpoint, data, files, on_progress, should_cancel, before_publish)
 
     # ---------------------------------------------------------------- the request
 
-    def _post(self, path: Path, endpoint: str, data: dict, files, on_progress, should_cancel) -> float:
+    def _post(self, path: Path, endpoint: str, data: dict, files, on_progress, should_cancel, before_publish) -> float:
         details = {"url": self.base_url, "endpoint": endpoint}
         started = time.monotonic()
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
@@ -154,6 +156,8 @@ class CosyVoiceClient:
                     os.fsync(handle.fileno())
             if progress.frames == 0:
                 raise VoiceError("The voice server returned no audio.", details=details)
+            if before_publish is not None:
+                before_publish()
             os.replace(tmp, path)
             tmp = None
             return progress.frames / rate
@@ -320,19 +324,22 @@ class _Watch(threading.Thread):
     keeps the database out of the stream loop.
     """
 
-    def __init__(self, job_id: int, *, expected_seconds: float):
+    def __init__(self, job_id: int, *, claim, expected_seconds: float):
         super().__init__(name=f"tts-watch-{job_id}", daemon=True)
-        self.job_id, self.expected_seconds = job_id, expected_seconds
+        self.job_id, self.claim, self.expected_seconds = job_id, claim, expected_seconds
         self.stopped, self.cancelled = threading.Event(), threading.Event()
+        self.lost: services.ClaimLost | None = None
         self._last_progress = 0.0
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(WATCH_INTERVAL):
                 try:
-                    services.job_touch(job_id=self.job_id)
-                    if services.job_is_cancel_requested(job_id=self.job_id):
+                    if services.job_touch(job_id=self.job_id, claim=self.claim):
                         self.cancelled.set()
+                except services.ClaimLost as error:  # taken over: the stream stops at its next chunk
+                    self.lost = error
+                    return
                 except Exception:  # the watch must never take the job down
                     log.exception("tts watch failed for job %s", self.job_id)
         finally:
@@ -347,6 +354,8 @@ class _Watch(threading.Thread):
         self.join(timeout=10)
 
     def cancel_requested(self) -> bool:
+        if self.lost is not None:
+            raise self.lost
         return self.cancelled.is_set()
 
     def progress(self, seconds: float) -> None:
@@ -357,6 +366,7 @@ class _Watch(threading.Thread):
         expected = max(self.expected_seconds, seconds)
         services.job_progress(
             job_id=self.job_id,
+            claim=self.claim,
             node=PROGRESS_NODE,
             value=int(seconds * 1000),  # milliseconds of audio received
             maximum=int(expected * 1000),
@@ -395,7 +405,7 @@ def run_tts(job: Job) -> None:
             timeout=getattr(settings, "COSYVOICE_TIMEOUT", 120),
             sample_rate=getattr(settings, "COSYVOICE_SAMPLE_RATE", 24000),
         )
-        with _Watch(job.pk, expected_seconds=estimate_seconds(text)) as watch:
+        with _Watch(job.pk, claim=job.claim, expected_seconds=estimate_seconds(text)) as watch:
             try:
                 client.synthesize_to(
                     final,
@@ -405,6 +415,8 @@ def run_tts(job: Job) -> None:
                     prompt_wav=prompt_wav,
                     on_progress=watch.progress,
                     should_cancel=watch.cancel_requested,
+                    # A worker presumed dead that wakes up here must not replace the live attempt's voice.
+                    before_publish=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
                 )
             except VoiceError as error:
                 raise runners.TaskFailed(error.message, kind=error.kind, details=error.details) from None
@@ -414,6 +426,7 @@ def run_tts(job: Job) -> None:
             digest.update(block)
     services.job_record_output(
         job_id=job.pk,
+        claim=job.claim,
         attempt=attempt,
         node_id=OUTPUT_NODE,
         index=0,

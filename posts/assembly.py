@@ -15,8 +15,8 @@ from django.conf import settings
 
 from factory import runners
 from factory.models import ErrorKind, Job, JobKind
-from factory.render import Caption, Clip, Edit, RenderCancelled, RenderFailed, assemble
-from factory.services import job_is_cancel_requested, job_progress, job_record_output
+from factory.render import Caption, Clip, Edit, RenderCancelled, RenderFailed, assemble, temp_files
+from factory.services import job_is_cancel_requested, job_progress, job_record_output, job_touch
 from posts.cards import title_card
 from posts.models import ASPECT_SIZES, Post, Shot
 
@@ -101,18 +101,31 @@ def run_render(job: Job) -> None:
     relative = f"posts/final/post-{post.pk}-job-{job.pk}.mp4"
     output = Path(settings.MEDIA_ROOT) / relative
     output.parent.mkdir(parents=True, exist_ok=True)
+    # A render of this job killed mid-way (its worker lost, or presumed dead and taken over) left its
+    # .part: this run holds the claim, so no other render of it is live (a woken one is fenced, below).
+    for leftover in temp_files(output):
+        leftover.unlink(missing_ok=True)
     last = [-1.0]
 
     def on_progress(fraction: float) -> None:
         if fraction - last[0] >= 0.01 or fraction >= 1:  # a hundred steps at most
             last[0] = fraction
-            job_progress(job_id=job.pk, node="ffmpeg", value=int(fraction * 1000), maximum=1000, percent=fraction * 100)
+            job_progress(
+                job_id=job.pk,
+                claim=job.claim,
+                node="ffmpeg",
+                value=int(fraction * 1000),
+                maximum=1000,
+                percent=fraction * 100,
+            )
 
     try:
         result = assemble(
             edit_for(post, output=output),
             on_progress=on_progress,
-            should_cancel=lambda: job_is_cancel_requested(job_id=job.pk),
+            # Both raise ClaimLost once another worker holds the job: ffmpeg is stopped, the MP4 left alone.
+            should_cancel=lambda: job_is_cancel_requested(job_id=job.pk, claim=job.claim),
+            before_publish=lambda: job_touch(job_id=job.pk, claim=job.claim),
         )
     except RenderCancelled as error:
         raise runners.TaskFailed(str(error) or "Cancelled.", kind=ErrorKind.CANCELLED) from None
@@ -120,12 +133,15 @@ def run_render(job: Job) -> None:
         # Producers read media names, not the server's folders (staff get the full story in details).
         message = str(error).replace(f"{Path(settings.MEDIA_ROOT)}/", "")
         raise runners.TaskFailed(message, details=getattr(error, "details", {})) from None
+    for leftover in temp_files(output):  # one killed while this run rendered (ours is in place already)
+        leftover.unlink(missing_ok=True)
     digest = hashlib.sha256()
     with open(result.output, "rb") as video:
         for block in iter(lambda: video.read(1 << 20), b""):
             digest.update(block)
     job_record_output(
         job_id=job.pk,
+        claim=job.claim,
         attempt=max(1, job.attempts),
         node_id="render",
         index=0,

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from factory import runners
+from factory import runners, services
 from factory.models import ErrorKind, Job, JobKind
 from factory.services import job_enqueue_task
 from mcn_site.lib.text import refuse_nul
@@ -59,7 +59,13 @@ def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
 @runners.register(JobKind.LLM)
 def run_director(job: Job) -> None:
     try:
-        write_storyboard(post_id=job.params["post_id"], actor=job.created_by, feedback=job.params.get("feedback", ""))
+        write_storyboard(
+            post_id=job.params["post_id"],
+            actor=job.created_by,
+            feedback=job.params.get("feedback", ""),
+            # A worker presumed dead while the LLM answered must not replace the storyboard its successor wrote.
+            before_write=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
+        )
     except DirectorFailed as error:
         raise runners.TaskFailed(
             error.message, kind=KINDS.get(error.kind, ErrorKind.EXECUTION), details=error.details

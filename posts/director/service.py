@@ -6,6 +6,7 @@ The storyboard is replaced all-or-nothing in one transaction.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -53,8 +54,14 @@ def _as_dict(shot: Shot) -> dict:
     }
 
 
-def write_storyboard(*, post_id: int, actor, feedback: str = "") -> Post:
-    """Replace the post's unlocked shots with a new storyboard; returns the post (draft again if it was rejected)."""
+def write_storyboard(
+    *, post_id: int, actor, feedback: str = "", before_write: Callable[[], object] | None = None
+) -> Post:
+    """Replace the post's unlocked shots with a new storyboard; returns the post (draft again if it was rejected).
+
+    `before_write()` runs first inside the transaction that writes the shots, and raises to write nothing
+    (the director job's worker was taken over while the LLM answered: factory.services.ClaimLost).
+    """
     post = Post.objects.select_related("artist", "wardrobe").get(pk=post_id)
     feedback = (feedback or post.feedback).strip()  # a rewrite of a rejected post answers its reviewer
     shots = list(post.shots.order_by("position"))
@@ -90,11 +97,23 @@ def write_storyboard(*, post_id: int, actor, feedback: str = "") -> Post:
         )
         for item in written
     ]
-    return _replace(post=post, shots=shots, kept=kept, new_shots=new_shots, actor=actor, feedback=feedback)
+    changes = {"shots": shots, "kept": kept, "new_shots": new_shots}
+    return _replace(post=post, **changes, actor=actor, feedback=feedback, before_write=before_write)
 
 
 @transaction.atomic
-def _replace(*, post: Post, shots: list[Shot], kept: list[Shot], new_shots: list[Shot], actor, feedback: str) -> Post:
+def _replace(
+    *,
+    post: Post,
+    shots: list[Shot],
+    kept: list[Shot],
+    new_shots: list[Shot],
+    actor,
+    feedback: str,
+    before_write: Callable[[], object] | None = None,
+) -> Post:
+    if before_write is not None:
+        before_write()
     if post.status == PostStatus.REJECTED:
         # Rewriting from feedback puts the post back in the producers' hands.
         post = post_transition(

@@ -239,12 +239,14 @@ def test_production_progress_arrives_live_from_the_last_voice_to_the_finished_vi
     expect(last_card.locator(".voice audio")).to_have_count(0)
 
     # The voice server's progress, drawn in place.
-    from_a_worker(factory.job_progress, job_id=voice_job.pk, node="tts", value=55, maximum=100, percent=55)
+    from_a_worker(
+        factory.job_progress, job_id=voice_job.pk, claim=voice_job.claim, node="tts", value=55, maximum=100, percent=55
+    )
     expect(last_card.locator(".voice-state")).to_have_text("Voice · 55%")
 
     # The voice is in: the shot is ready, and with it the post: the render is queued.
     make_job_output(job=voice_job, data=wav_bytes(2.0), name="voice.wav", content_type="audio/wav")
-    from_a_worker(factory.job_succeed, job_id=voice_job.pk, require_output=False)
+    from_a_worker(factory.job_succeed, job_id=voice_job.pk, claim=voice_job.claim, require_output=False)
     expect(last_card.get_by_label("Voice of shot 6")).to_be_visible()
     expect(last_card.locator(".shot-status")).to_have_text("Ready")
     expect(production.locator(".production-text")).to_have_text("Waiting for a worker to render the video…")
@@ -253,10 +255,17 @@ def test_production_progress_arrives_live_from_the_last_voice_to_the_finished_vi
 
     # A CPU worker takes it, and ffmpeg reports as it goes: the bar follows without a reload.
     from_a_worker(factory.job_start, job_id=render.pk, worker_name="cpu-test", server_url="")
+    render.refresh_from_db()  # the claim token the worker got
     expect(production.locator(".production-text")).to_have_text("Rendering the video…")
     for percent in (37, 64):
         from_a_worker(
-            factory.job_progress, job_id=render.pk, node="ffmpeg", value=percent, maximum=100, percent=percent
+            factory.job_progress,
+            job_id=render.pk,
+            claim=render.claim,
+            node="ffmpeg",
+            value=percent,
+            maximum=100,
+            percent=percent,
         )
         expect(render_bar).to_have_attribute("aria-valuenow", str(percent))
         expect(production.locator(".step-render .step-note")).to_have_text(f"{percent}% · ffmpeg")
@@ -266,7 +275,7 @@ def test_production_progress_arrives_live_from_the_last_voice_to_the_finished_vi
 
     # The MP4 is in: the post is done, and the page plays it and offers it to download.
     make_job_output(job=render, data=mp4(tmp_path), name="final.mp4", content_type="video/mp4")
-    from_a_worker(factory.job_succeed, job_id=render.pk, require_output=False)
+    from_a_worker(factory.job_succeed, job_id=render.pk, claim=render.claim, require_output=False)
     expect(page.locator(".post-facts .badge")).to_have_text("Done")
     expect(production.locator(".production-text")).to_have_text("Done: the video is ready.")
     expect(render_bar).to_have_attribute("aria-valuenow", "100")

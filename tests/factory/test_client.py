@@ -329,3 +329,31 @@ def test_output_files_keeps_saved_files_in_node_order_and_skips_temp():
         ("3", 1, "a2.png"),
         ("9", 0, "b.png"),
     ]
+
+
+@pytest.mark.parametrize("borrowed", [True, False])
+def test_a_borrowed_socket_id_forgotten_by_comfyui_is_reopened_not_taken_for_a_stall(fake_comfyui, client, borrowed):
+    # Worker A submitted under its socket id and went silent; worker B re-attaches under the same id. When A's old
+    # socket closes, ComfyUI forgets the id (one socket per id): B's socket hears nothing more of the prompt.
+    fake_comfyui.steps_per_node, fake_comfyui.step_seconds = 10, 0.2  # ~6 s: longer than the 2 s stall deadline
+    old = client.open_socket(client_id="mcn-worker-a-1-1")
+    prompt_id = new_id()
+    client.submit(basic(f"borrowed-{borrowed}"), prompt_id=prompt_id, client_id="mcn-worker-a-1-1")
+    fake_comfyui.wait_for_running(prompt_id)
+    socket = client.open_socket(client_id="mcn-worker-a-1-1")  # B's: ComfyUI now sends to it, not to A's
+    assert '"status"' in socket.recv()
+    old.close()  # A wakes up and lets its socket go: ComfyUI pops the id, B's with it
+    deadlines = Deadlines(total_seconds=20, stall_seconds=2, poll_seconds=0.5)
+
+    def wait():
+        return client.wait(
+            prompt_id, socket=socket, deadlines=deadlines, client_id="mcn-worker-a-1-1", borrowed=borrowed
+        )
+
+    if borrowed:
+        assert wait()["status"]["status_str"] == "success"
+        assert fake_comfyui.interrupts() == []
+        assert len(fake_comfyui.requests("GET", "/ws")) == 3  # A's, B's, and B's again once it went quiet
+    else:  # an id of our own: silence after hearing is a stall, as it always was
+        with pytest.raises(Stalled):
+            wait()

@@ -247,14 +247,14 @@ def test_job_progress_is_the_heartbeat_and_answers_whether_cancel_was_asked():
     job = running_job()
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
 
-    asked = services.job_progress(job_id=job.pk, node="3", value=4, maximum=20, percent=20.0)
+    asked = services.job_progress(job_id=job.pk, claim=job.claim, node="3", value=4, maximum=20, percent=20.0)
 
     job.refresh_from_db()
     assert asked is False
     assert (job.progress_node, job.progress_value, job.progress_max, job.progress_percent) == ("3", 4, 20, 20.0)
     assert timezone.now() - job.heartbeat_at < timedelta(seconds=5)
     services.job_cancel(job_id=job.pk)
-    assert services.job_progress(job_id=job.pk, node="3", value=5, maximum=20, percent=25.0) is True
+    assert services.job_progress(job_id=job.pk, claim=job.claim, node="3", value=5, maximum=20, percent=25.0) is True
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
@@ -394,7 +394,7 @@ def test_template_import_refuses_placeholders_that_are_not_objects(placeholders)
 def test_job_succeed_without_any_file_fails_the_job():
     job = running_job(attempts=1)
 
-    services.job_succeed(job_id=job.pk)
+    services.job_succeed(job_id=job.pk, claim=job.claim)
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and not Job.objects.filter(status=JobStatus.SUCCEEDED).exists()
@@ -406,7 +406,9 @@ def test_job_succeed_without_any_file_fails_the_job():
 def test_job_fail_records_the_error_and_an_event():
     job = running_job(attempts=1)
 
-    assert services.job_fail(job_id=job.pk, kind=ErrorKind.OOM, message="Out of GPU memory.", details={"node": "5"})
+    assert services.job_fail(
+        job_id=job.pk, claim=job.claim, kind=ErrorKind.OOM, message="Out of GPU memory.", details={"node": "5"}
+    )
 
     job.refresh_from_db()
     assert (job.status, job.error_kind, job.error_details) == (JobStatus.FAILED, "oom", {"node": "5"})
@@ -418,7 +420,9 @@ def test_job_wait_and_retry_puts_the_job_back_with_a_delay(settings):
     settings.FACTORY_UNREACHABLE_RETRIES = ["10", "30"]
     job = running_job(attempts=1)
 
-    assert services.job_wait_and_retry(job_id=job.pk, kind=ErrorKind.UNREACHABLE, message="GPU server unreachable.")
+    assert services.job_wait_and_retry(
+        job_id=job.pk, claim=job.claim, kind=ErrorKind.UNREACHABLE, message="GPU server unreachable."
+    )
 
     job.refresh_from_db()
     assert (job.status, job.retries, job.heartbeat_at) == (JobStatus.QUEUED, 1, None)
@@ -432,7 +436,7 @@ def test_job_succeed_with_a_file_succeeds():
     job = running_job(attempts=1)
     make_job_output(job=job)
 
-    assert services.job_succeed(job_id=job.pk) is True
+    assert services.job_succeed(job_id=job.pk, claim=job.claim) is True
 
     job.refresh_from_db()
     assert (job.status, job.progress_percent, job.error_kind) == (JobStatus.SUCCEEDED, 100, "")
@@ -533,6 +537,66 @@ def test_a_running_job_with_a_live_worker_is_not_taken_over():
     job = running_job(attempts=1, heartbeat_at=timezone.now())
     assert services.job_start(job_id=job.pk, worker_name="gpu-2", server_url="http://gpu:8188") is None
     assert not job.events.filter(kind="taken_over").exists()
+
+
+# --- fencing: a worker presumed dead that wakes up writes nothing ------------------------------------------
+
+STALE_WRITES = {
+    "job_touch": {},
+    "job_is_cancel_requested": {},
+    "job_progress": {"node": "3", "value": 9, "maximum": 20, "percent": 45.0},
+    "job_begin_attempt": {"server_url": "http://gpu-a:8188", "workflow": {"1": {}}},
+    "job_abandon_prompt": {"prompt_id": "p-1", "server_url": "http://gpu-a:8188"},
+    "job_record_output": {
+        **{"attempt": 1, "node_id": "9", "index": 0, "name": "late.png", "stored_name": "factory/late.png"},
+        **{"size": 1, "sha256": "0" * 64, "content_type": "image/png"},
+    },
+    "job_succeed": {"require_output": False},
+    "job_fail": {"kind": ErrorKind.EXECUTION, "message": "The old worker's verdict."},
+    "job_wait_and_retry": {"kind": ErrorKind.UNREACHABLE, "message": "GPU server unreachable."},
+}
+
+
+@pytest.mark.parametrize("service", sorted(STALE_WRITES))
+def test_a_stale_claim_token_is_refused_by_every_worker_side_service(service, django_capture_on_commit_callbacks):
+    # Worker A claimed the job, went silent (SIGSTOP) and worker B took it over: A's token is stale.
+    job = running_job(attempts=1, prompt_id="p-1", heartbeat_at=timezone.now() - timedelta(hours=1))
+    stale = job.claim
+    taken = services.job_start(job_id=job.pk, worker_name="gpu-b", server_url="http://gpu-b:8188")
+    assert taken.claim != stale
+    before = Job.objects.values().get(pk=job.pk)
+    events = list(job.events.values_list("pk", flat=True))
+    heard = []
+    job_changed.connect(receiver := lambda **kwargs: heard.append(kwargs))
+    try:
+        with django_capture_on_commit_callbacks(execute=True), pytest.raises(services.ClaimLost):
+            getattr(services, service)(job_id=job.pk, claim=stale, **STALE_WRITES[service])
+    finally:
+        job_changed.disconnect(receiver)
+
+    assert Job.objects.values().get(pk=job.pk) == before  # no status, progress, heartbeat, prompt or error
+    assert list(job.events.values_list("pk", flat=True)) == events and not job.outputs.exists() and not heard
+    # The holder's own token still works.
+    assert services.job_progress(job_id=job.pk, claim=taken.claim, node="3", value=1, maximum=2, percent=50) is False
+
+
+def test_a_job_back_in_the_queue_refuses_its_last_holder():
+    job = running_job(attempts=1)
+    assert services.job_wait_and_retry(job_id=job.pk, claim=job.claim, kind=ErrorKind.UNREACHABLE, message="Down.")
+
+    with pytest.raises(services.ClaimLost):
+        services.job_fail(job_id=job.pk, claim=job.claim, kind=ErrorKind.EXECUTION, message="late")
+    job.refresh_from_db()
+    assert (job.status, job.error_kind) == (JobStatus.QUEUED, ErrorKind.UNREACHABLE)
+
+
+def test_job_touch_is_the_heartbeat_and_answers_whether_cancel_was_asked():
+    job = running_job(heartbeat_at=timezone.now() - timedelta(minutes=5))
+
+    assert services.job_touch(job_id=job.pk, claim=job.claim) is False
+    assert timezone.now() - Job.objects.get(pk=job.pk).heartbeat_at < timedelta(seconds=5)
+    services.job_cancel(job_id=job.pk)
+    assert services.job_touch(job_id=job.pk, claim=job.claim) is True
 
 
 def test_job_enqueue_refuses_overrides_with_a_nul_character():

@@ -235,6 +235,7 @@ def test_running_the_tts_runner_twice_keeps_the_first_file(
 ):
     settings.COSYVOICE_URL = fake_cosyvoice.url
     job = queue_tts(django_capture_on_commit_callbacks, spk_id="中文女")
+    job = services.job_start(job_id=job.pk, worker_name="cpu-1", server_url="")  # runners call it with the claim
     tts.run_tts(job)
     tts.run_tts(job)  # a worker killed after the file was made, then the job re-driven
     assert len(fake_cosyvoice.requests()) == 1

@@ -131,8 +131,10 @@ def test_a_worker_killed_between_write_and_rename_leaves_the_taken_over_job_a_co
         handle.write(os.urandom(4 * MB))  # big enough to arrive in many chunks
     proxy.hold(b"GET /view", response_bytes=MB)  # this time the response stops after 1 MB...
     proxy.release()
-    tmp = Path(settings.MEDIA_ROOT) / f"factory/{job.pk}/1/3-0.png.tmp"
-    wait_for(lambda: tmp.exists() and tmp.stat().st_size >= MB // 2, what="the worker to write part of it")
+    attempt_dir = Path(settings.MEDIA_ROOT) / f"factory/{job.pk}/1"
+    # The .tmp carries the writer's claim token: a worker presumed dead never writes into the live one's.
+    [tmp] = wait_for(lambda: list(attempt_dir.glob("3-0.png.*.tmp")), what="the worker to start writing")
+    wait_for(lambda: tmp.stat().st_size >= MB // 2, what="the worker to write part of it")
 
     kill_whole_group(first)  # ...and the worker dies with the .tmp half written, before the rename
     assert files_of(job) == [tmp] and tmp.stat().st_size < source.stat().st_size
@@ -145,7 +147,7 @@ def test_a_worker_killed_between_write_and_rename_leaves_the_taken_over_job_a_co
     assert job.events.filter(kind="taken_over").count() == 1
     [output] = job.outputs.all()
     stored = Path(settings.MEDIA_ROOT) / output.file.name
-    assert files_of(job) == [stored]  # the .tmp was rewritten from byte 0 and renamed
+    assert files_of(job) == [stored]  # the killed run's .tmp was discarded, the new run's renamed
     assert (
         (output.size, output.sha256)
         == (source.stat().st_size, sha256(source))

@@ -69,10 +69,11 @@ def test_a_socket_that_drops_after_every_greeting_is_not_taken_for_a_stall(fake_
     # prompt's progress only through /history. ~6 s of work is longer than the 4 s stall deadline (FAST),
     # so judging silence on a socket that keeps dropping would interrupt a healthy prompt.
     fake_comfyui.steps_per_node, fake_comfyui.step_seconds = 8, 0.25
-    greeting = measure_greeting(proxy, client_id="mcn-gpu-test-1")  # the id of worker "gpu-test-1"
+    job = enqueue()
+    # The socket id of worker "gpu-test-1"'s first attempt at the job.
+    greeting = measure_greeting(proxy, client_id=f"mcn-gpu-test-1-{job.pk}-1")
     proxy.reset_after(greeting, websocket_only=True)
     start_worker(proxy.url, name="gpu-test-1")
-    job = enqueue()
 
     job = wait_for(lambda: finished(job.pk), what="the job to finish")
 

@@ -2,19 +2,22 @@
 
 import io
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from factory import services as factory_services
 from factory.jobs import run_job
 from factory.models import Job, JobKind, JobStatus
 from factory.services import job_cancel
-from posts.director.jobs import storyboard_generate
+from posts.director.jobs import run_director, storyboard_generate
 from posts.director.service import DirectorFailed, write_storyboard
 from posts.director.timing import speaking_seconds
 from posts.models import PostEvent, PostStatus, ShotKind
@@ -195,3 +198,20 @@ def test_an_llm_refusal_fails_with_its_reason_and_touches_nothing(llm, storyboar
         write_storyboard(post_id=storyboard.pk, actor=None)
     assert failure.value.kind == "config" and "sk-test-director" not in failure.value.message
     assert list(storyboard.shots.values_list("pk", "position", "script")) == before
+
+
+def test_a_director_run_taken_over_while_it_waited_writes_no_storyboard(storyboard, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = storyboard_generate(post_id=storyboard.pk, actor=None)
+    stale = factory_services.job_start(job_id=job.pk, worker_name="cpu-a", server_url="")
+    # cpu-a went silent (stopped) while the LLM answered; cpu-b took the job over.
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert factory_services.job_start(job_id=job.pk, worker_name="cpu-b", server_url="")
+    before = (storyboard.version, list(storyboard.shots.order_by("position").values_list("pk", "script")))
+
+    with pytest.raises(factory_services.ClaimLost):
+        run_director(stale)  # cpu-a wakes up with its answer
+
+    storyboard.refresh_from_db()
+    assert (storyboard.version, list(storyboard.shots.order_by("position").values_list("pk", "script"))) == before
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # cpu-b's, untouched

@@ -80,6 +80,7 @@ def record_png(job: Job, name: str = "shot_00001_.png") -> str:
     stored = make_media_file(f"factory/job{job.pk}/{name}", data)
     factory_services.job_record_output(
         job_id=job.pk,
+        claim=job.claim,
         attempt=1,
         node_id="6",
         index=0,
@@ -239,7 +240,7 @@ def test_a_succeeded_job_gives_the_shot_its_picture(shot, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=True):
         stored = record_png(job)
     with django_capture_on_commit_callbacks(execute=True):
-        assert factory_services.job_succeed(job_id=job.pk)
+        assert factory_services.job_succeed(job_id=job.pk, claim=job.claim)
 
     shot.refresh_from_db()
     assert shot.status == ShotStatus.READY
@@ -252,7 +253,9 @@ def test_a_failed_job_marks_the_shot_failed_and_says_why(shot, django_capture_on
     job = shot_job(shot)
 
     with django_capture_on_commit_callbacks(execute=True):
-        factory_services.job_fail(job_id=job.pk, kind=ErrorKind.OOM, message="Out of GPU memory on gpu-1.")
+        factory_services.job_fail(
+            job_id=job.pk, claim=job.claim, kind=ErrorKind.OOM, message="Out of GPU memory on gpu-1."
+        )
 
     shot.refresh_from_db()
     assert (shot.status, shot.generated_asset.name) == (ShotStatus.FAILED, "")
@@ -277,7 +280,7 @@ def test_news_of_an_older_job_changes_nothing(shot, django_capture_on_commit_cal
     with django_capture_on_commit_callbacks(execute=True):
         record_png(older)
     with django_capture_on_commit_callbacks(execute=True):
-        assert factory_services.job_succeed(job_id=older.pk)
+        assert factory_services.job_succeed(job_id=older.pk, claim=older.claim)
 
     shot.refresh_from_db()
     assert (shot.status, shot.generated_asset.name) == (ShotStatus.PRODUCING, "")
@@ -292,7 +295,7 @@ def test_a_job_whose_subject_is_not_a_shots_is_ignored(shot, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         record_png(job)
     with django_capture_on_commit_callbacks(execute=True):
-        assert factory_services.job_succeed(job_id=job.pk)
+        assert factory_services.job_succeed(job_id=job.pk, claim=job.claim)
 
     shot.refresh_from_db()
     assert (shot.status, shot.generated_asset.name) == (ShotStatus.PRODUCING, "")
@@ -344,7 +347,7 @@ def test_progress_is_pushed_to_the_posts_group_as_job_progress():
     job = shot_job(shot)
 
     def progress():
-        factory_services.job_progress(job_id=job.pk, node="5", value=10, maximum=20, percent=50.0)
+        factory_services.job_progress(job_id=job.pk, claim=job.claim, node="5", value=10, maximum=20, percent=50.0)
 
     heard = listen(shot.post_id, producer, progress, count=1)
 
@@ -384,7 +387,7 @@ def test_a_finished_job_pushes_post_changed_then_job_finished():
 
     def finish():
         record_png(job)
-        factory_services.job_succeed(job_id=job.pk)
+        factory_services.job_succeed(job_id=job.pk, claim=job.claim)
 
     heard = listen(shot.post_id, producer, finish, count=2)
 
@@ -402,7 +405,9 @@ def test_a_failed_job_pushes_its_error():
     job = shot_job(shot)
 
     def fail():
-        factory_services.job_fail(job_id=job.pk, kind=ErrorKind.OOM, message="Out of GPU memory on gpu-1.")
+        factory_services.job_fail(
+            job_id=job.pk, claim=job.claim, kind=ErrorKind.OOM, message="Out of GPU memory on gpu-1."
+        )
 
     heard = listen(shot.post_id, producer, fail, count=2)
 

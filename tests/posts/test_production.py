@@ -52,9 +52,9 @@ def post_in_review(reviewer, *, shots: int = 3, **shot_fields):
 
 def answer(job: Job, *, seconds: float = 2.0, fail: str = "") -> None:
     """Do what a worker does with `job`: claim it, then store its file and succeed, or fail."""
-    factory_services.job_start(job_id=job.pk, worker_name="test-worker", server_url="")
+    job = factory_services.job_start(job_id=job.pk, worker_name="test-worker", server_url="")  # its claim token
     if fail:
-        factory_services.job_fail(job_id=job.pk, kind=ErrorKind.EXECUTION, message=fail)
+        factory_services.job_fail(job_id=job.pk, claim=job.claim, kind=ErrorKind.EXECUTION, message=fail)
         return
     if job.kind == JobKind.TTS:
         data, name, content_type = wav_bytes(seconds, rate=24000), f"factory/tts/job-{job.pk}-1.wav", "audio/wav"
@@ -64,6 +64,7 @@ def answer(job: Job, *, seconds: float = 2.0, fail: str = "") -> None:
     size = len(data) if data else 0
     factory_services.job_record_output(
         job_id=job.pk,
+        claim=job.claim,
         attempt=1,
         node_id="tts" if job.kind == JobKind.TTS else "6",
         index=0,
@@ -73,7 +74,7 @@ def answer(job: Job, *, seconds: float = 2.0, fail: str = "") -> None:
         sha256=hashlib.sha256(data or b"").hexdigest(),
         content_type=content_type,
     )
-    factory_services.job_succeed(job_id=job.pk, require_output=False)  # as runners.run_task_job does
+    factory_services.job_succeed(job_id=job.pk, claim=job.claim, require_output=False)  # as runners.run_task_job does
 
 
 def jobs_of(post, kind: str) -> list[Job]:
@@ -299,9 +300,10 @@ def test_a_late_answer_from_an_older_job_changes_nothing(reviewer, tts_on, djang
     current = jobs_of(post, JobKind.TTS)[-1]
     assert current != old
     Job.objects.filter(pk=old.pk).update(status=JobStatus.RUNNING)  # a zombie worker answers late
+    old.refresh_from_db()  # with the claim of the run that failed
 
     with django_capture_on_commit_callbacks(execute=True):
-        factory_services.job_succeed(job_id=old.pk, require_output=False)
+        factory_services.job_succeed(job_id=old.pk, claim=old.claim, require_output=False)
 
     shot = post.shots.get()
     assert (shot.voice_job_id, shot.voice_asset.name, shot.status) == (current.pk, "", ShotStatus.PRODUCING)
@@ -315,10 +317,11 @@ def test_the_render_finishing_attaches_the_video_and_the_post_is_done(
         pipeline.post_approve(post_id=post.pk, actor=reviewer)
     post.refresh_from_db()
     render = post.render_job
-    factory_services.job_start(job_id=render.pk, worker_name="cpu", server_url="")
+    render = factory_services.job_start(job_id=render.pk, worker_name="cpu", server_url="")
     stored = make_media_file(f"posts/final/post-{post.pk}-job-{render.pk}.mp4", b"\x00\x00\x00\x18ftypisom")
     factory_services.job_record_output(
         job_id=render.pk,
+        claim=render.claim,
         attempt=1,
         node_id="render",
         index=0,
@@ -330,7 +333,7 @@ def test_the_render_finishing_attaches_the_video_and_the_post_is_done(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        factory_services.job_succeed(job_id=render.pk, require_output=False)
+        factory_services.job_succeed(job_id=render.pk, claim=render.claim, require_output=False)
 
     post.refresh_from_db()
     assert (post.status, post.final_video.name, post.failure) == (PostStatus.DONE, stored, "")
