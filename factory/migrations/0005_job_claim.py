@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("factory", "0003_workflowtemplate_gpu_pool"),
+        ("factory", "0004_joboutput_file_index"),
     ]
 
     operations = [
