@@ -9,11 +9,13 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils._os import safe_join
 from django.views.decorators.cache import never_cache
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from django.views.static import serve
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcn_site import health
+from mcn_site.lib.api import bad_request_response as api_bad_request_response
 from mcn_site.lib.roles import is_ops
 from mcn_site.metrics import exposition
 
@@ -85,6 +87,13 @@ def media(request, path: str):
         del response["Content-Type"]  # nginx sets it from the file
         return response
     return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+def bad_request(request, exception=None):
+    """400s Django answers itself (a body over its limit, too many fields): the API's error shape under /api/."""
+    if request.path.startswith("/api/"):
+        return api_bad_request_response(exception)
+    return django_bad_request(request, exception)
 
 
 def not_found(request, exception=None):

@@ -18,9 +18,12 @@ from functools import wraps
 import django_rq
 import redis
 from django import forms
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.template.defaultfilters import filesizeformat
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField, RangeField
 from django_filters.widgets import DateRangeWidget
@@ -94,8 +97,42 @@ def error_body(code: str, message: str, fields: dict | None = None, **extra) -> 
     return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
 
 
+def refused_request(exc: SuspiciousOperation) -> tuple[int, dict]:
+    """(status, body) for a request Django refuses while reading it: a body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    too many fields or files, a malformed multipart form. The message names the limit that was passed."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        message = (
+            f"The request body is larger than {limit}, the limit for a request's data (uploaded files not "
+            "counted): send less, or send files as multipart/form-data uploads."
+        )
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, error_body("too_large", message)
+    if isinstance(exc, TooManyFieldsSent):
+        message = (
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query parameters or form "
+            "fields, the limit."
+        )
+        return status.HTTP_400_BAD_REQUEST, error_body("too_many_fields", message)
+    if isinstance(exc, TooManyFilesSent):
+        message = f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files, the limit."
+        return status.HTTP_400_BAD_REQUEST, error_body("too_many_files", message)
+    message = "The request is malformed (its headers, query or body could not be read): check and resend it."
+    return status.HTTP_400_BAD_REQUEST, error_body("bad_request", message)
+
+
+def bad_request_response(exception) -> JsonResponse:
+    """Django's 400 (handler400) under /api/: what Django refused before DRF's handler saw it."""
+    if not isinstance(exception, SuspiciousOperation):
+        exception = SuspiciousOperation()
+    status_code, body = refused_request(exception)
+    return JsonResponse(body, status=status_code)
+
+
 def exception_handler(exc, context):
     """DRF's handler, reshaped into the one error shape; Django's ValidationError from services is a 400."""
+    if isinstance(exc, SuspiciousOperation):  # Django refused the body while DRF read it (even with DEBUG on)
+        status_code, body = refused_request(exc)
+        return Response(body, status=status_code)
     if isinstance(exc, DjangoValidationError):
         set_rollback()
         current_version = getattr(exc, "current_version", None)
