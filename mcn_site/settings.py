@@ -216,11 +216,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "mcn_site.lib.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "mcn_site.lib.api.FilterBackend",  # django-filter, booleans strict
         "rest_framework.filters.OrderingFilter",
     ],
     "EXCEPTION_HANDLER": "mcn_site.lib.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mcn_site.lib.api_schema.AutoSchema",  # JSON bodies, multipart where a file goes
     # Per token (or per signed-in user): the actions that start LLM or GPU work (generate, render).
     "DEFAULT_THROTTLE_RATES": {"expensive": env_str("MCN_API_EXPENSIVE_RATE", "30/min")},
 }
@@ -248,6 +248,10 @@ a retry with the same key returns the first answer (`Idempotent-Replayed: true`)
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mcn_site.lib.api_schema.document_lists",  # empty filters, 404 past the last page
+    ],
     "COMPONENT_SPLIT_REQUEST": True,  # multipart uploads and read-only fields get their own request schemas
     # Many models have a `status` or a `kind`: name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {

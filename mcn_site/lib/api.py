@@ -26,8 +26,9 @@ from django.http import Http404, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import DateRangeWidget
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import DjangoModelPermissions
@@ -56,6 +57,18 @@ class PreconditionFailed(exceptions.APIException):
     def __init__(self, *, current_version: int, detail: str | None = None):
         super().__init__(detail or self.default_detail)
         self.current_version = current_version
+
+
+class PreconditionRequired(exceptions.APIException):
+    """A write that says neither which version it edited (`version`) nor which ETag it read (`If-Match`)."""
+
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    default_code = "precondition_required"
+    default_detail = 'Send the version you edited, as "version" or as an If-Match: "v<version>" header.'
+
+    def __init__(self):
+        super().__init__(self.default_detail)
+        self.fields = {"version": [self.default_detail]}
 
 
 class Conflict(exceptions.APIException):
@@ -174,7 +187,7 @@ def exception_handler(exc, context):
         general = fields.get(api_settings.NON_FIELD_ERRORS_KEY) if len(fields) == 1 else None
         code, message = "invalid", " ".join(general) if general else _summary(fields)
     else:
-        fields = {}
+        fields = getattr(exc, "fields", {})
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         message = str(exc.detail) if not isinstance(exc.detail, dict | list) else exc.default_detail
         if isinstance(exc, exceptions.Throttled):
@@ -250,9 +263,27 @@ ERRORS: dict[int, OpenApiResponse] = {
     ),
     412: OpenApiResponse(
         ErrorSerializer,
-        description="`If-Match` names an older version.",
+        description="`If-Match` names another version than the current one.",
         examples=[
             _example("Precondition failed", "precondition_failed", PreconditionFailed.default_detail, current_version=8)
+        ],
+    ),
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="The request body is over the server's limit (the message names it).",
+        examples=[_example("Too large", "too_large", "The request body is larger than 10.0 MB, ...")],
+    ),
+    428: OpenApiResponse(
+        ErrorSerializer,
+        description='Neither `version` in the body nor an `If-Match: "v<version>"` header: say which version '
+        "you edited.",
+        examples=[
+            _example(
+                "No version",
+                "precondition_required",
+                PreconditionRequired.default_detail,
+                fields={"version": [PreconditionRequired.default_detail]},
+            )
         ],
     ),
     422: OpenApiResponse(
@@ -272,21 +303,25 @@ ERRORS: dict[int, OpenApiResponse] = {
 }
 
 
+_KEY_PATTERN = "^[\\x21-\\x7e]{1,200}$"  # printable ASCII, no spaces: what `idempotent` accepts
+_ETAG_PATTERN = '^[ \\t]*(\\*|(W/)?"v[0-9]+")[ \\t]*$'  # what `expected_version` accepts
+
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _KEY_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
-    description="Any unique text (a UUID) up to 200 characters: a retry with the same key returns the first "
-    "answer, with `Idempotent-Replayed: true`, and starts nothing new. Kept for 24 hours.",
+    description="Any unique text (a UUID) of 1 to 200 printable ASCII characters without spaces (400 "
+    "otherwise): a retry with the same key and body returns the first answer, with `Idempotent-Replayed: "
+    "true`, and starts nothing new; the same key with another body is a 422. Kept for 24 hours.",
 )
 IF_MATCH = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": _ETAG_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
-    description='The ETag you read, e.g. `"v3"`: refused with 412 if the post has moved on since. '
-    "Or send `version` in the body.",
+    description='The ETag you read, e.g. `"v3"` (`*`: any version): refused with 412 if the post has moved on '
+    "since. A write needs this header or `version` in the body (428 with neither).",
 )
 
 
@@ -299,9 +334,59 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 class Pagination(PageNumberPagination):
+    """`page` (1 = first) and `page_size` (1 to 200; a larger one is capped): anything else is a 400 naming
+    the parameter, a page past the last one a 404 (DRF's). The schema says the same."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        bad = {
+            name: [f"Give a whole number of 1 or more{' (at most 200 are returned)' * (name == 'page_size')}."]
+            for name in (self.page_query_param, self.page_size_query_param)
+            if name in request.query_params and not _positive_integer(request.query_params[name])
+        }
+        if bad:
+            raise exceptions.ValidationError(bad)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_query_param:
+                parameter["description"] = "The page, 1 for the first; a page past the last one is a 404."
+            else:
+                parameter["description"] = f"Results per page, {self.page_size} if not given; at most 200 are returned."
+        return parameters
+
+
+def _positive_integer(value: str) -> bool:
+    return value.isascii() and value.isdigit() and int(value) >= 1
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter, with booleans as strict as the schema says: `?active=maybe` is a 400, not "no filter".
+
+    (django-filter reads anything but true/false/1/0 as "not given".) An empty value stays "not given",
+    as the schema says (`allowEmptyValue`, mcn_site.lib.api_schema.document_lists).
+    """
+
+    BOOLEAN_VALUES = {"", "true", "false", "True", "False", "1", "0"}
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            bad = {
+                name: ["Give true or false."]
+                for name, declared in filterset_class.base_filters.items()
+                if isinstance(declared, filters.BooleanFilter)
+                and any(value not in self.BOOLEAN_VALUES for value in request.query_params.getlist(name))
+            }
+            if bad:
+                raise exceptions.ValidationError(bad)
+        return super().filter_queryset(request, queryset, view)
 
 
 class HasModelPermission(DjangoModelPermissions):
@@ -374,9 +459,7 @@ def expected_version(request, *, current_version: int, body_version: int | None,
             raise PreconditionFailed(current_version=current_version)
         return current_version
     if body_version is None and required:
-        raise exceptions.ValidationError(
-            {"version": ['Send the version you edited, as "version" or as an If-Match: "v<version>" header.']}
-        )
+        raise PreconditionRequired()
     return body_version
 
 
@@ -386,7 +469,7 @@ IDEMPOTENCY_TTL = 24 * 3600  # a finished answer is replayed for a day
 # A pending marker outlives any action (they only queue work), but not a crashed process by much:
 # a retry after a crash mid-request must not be refused for a whole day.
 IDEMPOTENCY_PENDING_TTL = 300
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+_KEY_RE = re.compile(_KEY_PATTERN)
 
 
 def _redis():
@@ -460,6 +543,7 @@ def idempotent(view_method):
 # --- filters that turn impossible values into a 400, never a database overflow (a 500) ---------------
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(filters.NumberFilter):
     """A row id: a whole number the database can hold (a 1e83 or a 1.5 is a 400, not an overflow, not a 500).
 
