@@ -234,14 +234,21 @@ The integration API of MCN OS: artists, schedules, posts and their storyboards, 
 and send it on every request as `Authorization: Token mcn_xxxxxxxx_...` (`Bearer` works too).
 A token acts as its user: the same role and the same artists. In the browser, your admin login works.
 
-**Errors** share one shape: `{"error": {"code": "...", "message": "...", "fields": {"path": ["..."]}}}`.
-An object you may not see is a 404.
+**Errors** share one shape: `{"error": {"code": "...", "message": "...", "fields": {"path": ["..."]}}}`,
+including what the server refuses before reading a request: a body over its limit (413 `too_large`,
+the message names the limit), too many fields (400 `too_many_fields`), malformed JSON or multipart
+(400 `parse_error`), another content type (415). An object you may not see is a 404.
 
-**Concurrency.** Posts carry a `version` (also sent as `ETag: "v<version>"`). Send it back as
-`If-Match: "v<version>"` (412 if the post moved on) or as `version` in the body (409 `stale`).
+**Concurrency.** Posts carry a `version` (also sent as `ETag: "v<version>"`). A write sends it back as
+`If-Match: "v<version>"` (412 if the post moved on) or as `version` in the body (409 `stale`); with
+neither it is a 428 `precondition_required`.
 
-**Retries.** Send an `Idempotency-Key` header (any text up to 200 characters) on action POSTs:
-a retry with the same key returns the first answer (`Idempotent-Replayed: true`) and starts nothing new.
+**Retries.** Send an `Idempotency-Key` header (1 to 200 printable ASCII characters, no spaces: a UUID)
+on action POSTs: a retry with the same key returns the first answer (`Idempotent-Replayed: true`) and
+starts nothing new.
+
+**Lists** are paged: `page` from 1 (a page past the last is a 404), `page_size` from 1 (at most 200 are
+returned). A filter given an empty value (`?status=`) is not applied.
 """,
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -250,7 +257,7 @@ a retry with the same key returns the first answer (`Idempotent-Replayed: true`)
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "mcn_site.lib.api_schema.document_lists",  # empty filters, 404 past the last page
+        "mcn_site.lib.api_schema.document_shared_answers",  # 413 on bodies; empty filters, 404 past the last page
     ],
     "COMPONENT_SPLIT_REQUEST": True,  # multipart uploads and read-only fields get their own request schemas
     # Many models have a `status` or a `kind`: name each choice set after its model.

@@ -268,11 +268,6 @@ ERRORS: dict[int, OpenApiResponse] = {
             _example("Precondition failed", "precondition_failed", PreconditionFailed.default_detail, current_version=8)
         ],
     ),
-    413: OpenApiResponse(
-        ErrorSerializer,
-        description="The request body is over the server's limit (the message names it).",
-        examples=[_example("Too large", "too_large", "The request body is larger than 10.0 MB, ...")],
-    ),
     428: OpenApiResponse(
         ErrorSerializer,
         description='Neither `version` in the body nor an `If-Match: "v<version>"` header: say which version '
@@ -370,7 +365,7 @@ class FilterBackend(DjangoFilterBackend):
     """django-filter, with booleans as strict as the schema says: `?active=maybe` is a 400, not "no filter".
 
     (django-filter reads anything but true/false/1/0 as "not given".) An empty value stays "not given",
-    as the schema says (`allowEmptyValue`, mcn_site.lib.api_schema.document_lists).
+    as the schema says (`allowEmptyValue`, mcn_site.lib.api_schema.document_shared_answers).
     """
 
     BOOLEAN_VALUES = {"", "true", "false", "True", "False", "1", "0"}

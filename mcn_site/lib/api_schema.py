@@ -43,14 +43,18 @@ class AutoSchema(SpectacularAutoSchema):
 _TEXT = "[^\\x00\\ud800-\\udfff]"
 
 
-def document_lists(result, generator, request, public):
-    """POSTPROCESSING_HOOKS: what every list and filter does, said once for every list.
+def document_shared_answers(result, generator, request, public):
+    """POSTPROCESSING_HOOKS: answers every list or every body shares, said once for all of them.
 
+    - A body over the server's limit is a 413 (mcn_site.lib.api.refused_request).
     - A filter given an empty value (`?status=`) is not applied, as django-filter reads it: `allowEmptyValue`.
       `page` and `page_size` are not filters: empty, they are a 400.
     - A page past the last one is a 404.
     """
     for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].setdefault("413", _error("The request body is over the server's limit."))
         operation = item.get("get")
         if not operation:
             continue
@@ -60,11 +64,12 @@ def document_lists(result, generator, request, public):
         for parameter in operation["parameters"]:
             if parameter.get("in") == "query" and parameter["name"] not in ("page", "page_size"):
                 parameter["allowEmptyValue"] = True
-        operation["responses"].setdefault(
-            "404",
-            {
-                "description": "A page past the last one.",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        )
+        operation["responses"].setdefault("404", _error("A page past the last one."))
     return result
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }

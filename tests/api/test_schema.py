@@ -24,7 +24,7 @@ def parameter(operation: dict, name: str) -> dict:
 def test_writes_document_the_version_preconditions(schema, api, artist):
     for path, method in (("/api/v1/posts/{id}/", "patch"), ("/api/v1/shots/{id}/", "patch")):
         responses = schema["paths"][path][method]["responses"]
-        assert {"409", "412", "428"} <= set(responses)
+        assert {"409", "412", "413", "428"} <= set(responses)
         assert responses["428"]["content"]["application/json"]["schema"] == ERROR_REF
         assert "428" in parameter(schema["paths"][path][method], "If-Match")["description"]
     post = make_post(artist=artist)
