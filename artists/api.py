@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.routers import SimpleRouter
@@ -103,8 +103,24 @@ class VoiceSerializer(ModelCleanSerializer):
         fields = ["id", "name", "engine", "speaker_id", "sample_audio", "sample_transcription", "notes"]
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["lora_name"],
+        "additionalProperties": False,
+        "properties": {
+            "lora_name": {"type": "string", "pattern": "\\S"},
+            "trigger_word": {"type": "string"},
+            "strength": {"type": "number", "minimum": 0, "maximum": 2},
+        },
+    }
+)
+class _ComfyPayloadField(serializers.JSONField):
+    """What artists.models.comfy_payload_problems() accepts, said in the schema."""
+
+
 class WardrobeSerializer(ModelCleanSerializer):
-    comfy_payload = serializers.JSONField(
+    comfy_payload = _ComfyPayloadField(
         help_text='What ComfyUI needs: {"lora_name": "suit_v1.safetensors", "trigger_word": "navy blue suit", '
         '"strength": 0.8}.'
     )

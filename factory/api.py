@@ -143,7 +143,7 @@ class JobFilter(filters.FilterSet):
 
 
 OPS_ERRORS = {401: ERRORS[401], 404: ERRORS[404]}
-ACTION_ERRORS = {**OPS_ERRORS, 409: ERRORS[409], 422: ERRORS[422]}
+ACTION_ERRORS = {**OPS_ERRORS, 400: ERRORS[400], 409: ERRORS[409], 422: ERRORS[422]}  # 400: a bad Idempotency-Key
 CANCELLED_EXAMPLE = OpenApiExample(
     "Cancelled while queued",
     response_only=True,

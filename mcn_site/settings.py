@@ -226,11 +226,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "mcn_site.lib.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "mcn_site.lib.api.FilterBackend",  # django-filter, booleans strict
         "rest_framework.filters.OrderingFilter",
     ],
     "EXCEPTION_HANDLER": "mcn_site.lib.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mcn_site.lib.api_schema.AutoSchema",  # JSON bodies, multipart where a file goes
     # Per token (or per signed-in user): the actions that start LLM or GPU work (generate, render).
     "DEFAULT_THROTTLE_RATES": {"expensive": env_str("MCN_API_EXPENSIVE_RATE", "30/min")},
 }
@@ -244,20 +244,31 @@ The integration API of MCN OS: artists, schedules, posts and their storyboards, 
 and send it on every request as `Authorization: Token mcn_xxxxxxxx_...` (`Bearer` works too).
 A token acts as its user: the same role and the same artists. In the browser, your admin login works.
 
-**Errors** share one shape: `{"error": {"code": "...", "message": "...", "fields": {"path": ["..."]}}}`.
-An object you may not see is a 404.
+**Errors** share one shape: `{"error": {"code": "...", "message": "...", "fields": {"path": ["..."]}}}`,
+including what the server refuses before reading a request: a body over its limit (413 `too_large`,
+the message names the limit), too many fields (400 `too_many_fields`), malformed JSON or multipart
+(400 `parse_error`), another content type (415). An object you may not see is a 404.
 
-**Concurrency.** Posts carry a `version` (also sent as `ETag: "v<version>"`). Send it back as
-`If-Match: "v<version>"` (412 if the post moved on) or as `version` in the body (409 `stale`).
+**Concurrency.** Posts carry a `version` (also sent as `ETag: "v<version>"`). A write sends it back as
+`If-Match: "v<version>"` (412 if the post moved on) or as `version` in the body (409 `stale`); with
+neither it is a 428 `precondition_required`.
 
-**Retries.** Send an `Idempotency-Key` header (any text up to 200 characters) on action POSTs:
-a retry with the same key returns the first answer (`Idempotent-Replayed: true`) and starts nothing new.
+**Retries.** Send an `Idempotency-Key` header (1 to 200 printable ASCII characters, no spaces: a UUID)
+on action POSTs: a retry with the same key returns the first answer (`Idempotent-Replayed: true`) and
+starts nothing new.
+
+**Lists** are paged: `page` from 1 (a page past the last is a 404), `page_size` from 1 (at most 200 are
+returned). A filter given an empty value (`?status=`) is not applied.
 """,
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mcn_site.lib.api_schema.document_shared_answers",  # 413 on bodies; empty filters, 404 past the last page
+    ],
     "COMPONENT_SPLIT_REQUEST": True,  # multipart uploads and read-only fields get their own request schemas
     # Many models have a `status` or a `kind`: name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {

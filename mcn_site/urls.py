@@ -72,4 +72,5 @@ urlpatterns = [
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", views.media, name="media"),
 ]
 
+handler400 = "mcn_site.views.bad_request"
 handler404 = "mcn_site.views.not_found"

@@ -7,10 +7,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcn_site import health
+from mcn_site.lib.api import bad_request_response as api_bad_request_response
 from mcn_site.lib.downloads import is_signed_link, media_name, media_response, signed_link_problem
 from mcn_site.lib.roles import is_ops
 from mcn_site.metrics import exposition
@@ -86,6 +88,13 @@ def media(request, path: str):
     if name is None or not media_visible_to(user=request.user, name=name):
         raise Http404("No such file.")
     return media_response(request, name)
+
+
+def bad_request(request, exception=None):
+    """400s Django answers itself (a body over its limit, too many fields): the API's error shape under /api/."""
+    if request.path.startswith("/api/"):
+        return api_bad_request_response(exception)
+    return django_bad_request(request, exception)
 
 
 def not_found(request, exception=None):

@@ -6,6 +6,7 @@ Writes carry the post's version (If-Match or `version`); actions take an Idempot
 answer with the post and the ids of the jobs they started.
 """
 
+from decimal import Decimal
 from pathlib import PurePosixPath
 
 from django.db import transaction
@@ -13,7 +14,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -91,6 +98,19 @@ class PostSerializer(serializers.ModelSerializer):
 
 class PostEventSerializer(serializers.ModelSerializer):
     actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Only status changes have them: an edit, a note or a job event has "" for both.
+    from_status = serializers.ChoiceField(
+        choices=PostStatus.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text='"" for events that are no status change.',
+    )
+    to_status = serializers.ChoiceField(
+        choices=PostStatus.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text='"" for events that are no status change.',
+    )
 
     class Meta:
         model = PostEvent
@@ -131,7 +151,15 @@ class PostUpdateSerializer(PostCreateSerializer):
         fields = [f for f in services.POST_EDITABLE_FIELDS if f != "created_from_source"] + ["version"]
 
 
+@extend_schema_field({"type": "number", "minimum": 0.01, "maximum": 60, "multipleOf": 0.01})
+class _DurationField(serializers.DecimalField):
+    """Seconds, 0.01 to 60 in hundredths: the schema says it as a number (DRF would say "a string")."""
+
+
 class ShotWriteSerializer(serializers.ModelSerializer):
+    duration_seconds = _DurationField(
+        max_digits=5, decimal_places=2, min_value=Decimal("0.01"), max_value=Decimal("60"), required=False
+    )
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="The post version you edited (or send If-Match)."
     )
@@ -152,7 +180,10 @@ class VersionSerializer(serializers.Serializer):
 
 class ReorderSerializer(VersionSerializer):
     order = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), allow_empty=False, help_text="Every shot id, in the new order."
+        child=serializers.IntegerField(min_value=1),
+        allow_empty=False,
+        min_length=1,  # the same rule, but the schema says this one (minItems)
+        help_text="Every shot id, in the new order.",
     )
 
 
@@ -280,7 +311,7 @@ class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="Edit a post",
         request=PostUpdateSerializer,
         parameters=[IF_MATCH],
-        responses={200: PostSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: PostSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def partial_update(self, request, pk=None):
         post = self.get_object()
@@ -415,7 +446,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         summary="Add a shot",
         request=ShotWriteSerializer,
         parameters=[IF_MATCH],
-        responses={201: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={201: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def create(self, request, post_pk=None):
         post = self._post(post_pk)
@@ -437,7 +468,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         summary="Edit a shot",
         request=ShotWriteSerializer,
         parameters=[IF_MATCH],
-        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def partial_update(self, request, pk=None):
         shot = self.get_object()
@@ -455,7 +486,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         description="Send the version as If-Match. The answer's ETag is the post's new version.",
         request=VersionSerializer,
         parameters=[IF_MATCH],
-        responses={204: None, **errors(400, 403, 404, 409, 412)},
+        responses={204: None, **errors(400, 403, 404, 409, 412, 428)},
     )
     def destroy(self, request, pk=None):
         shot = self.get_object()
@@ -470,7 +501,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         summary="Reorder a post's shots",
         request=ReorderSerializer,
         parameters=[IF_MATCH],
-        responses={200: PostSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: PostSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def reorder(self, request, post_pk=None):
         post = self._post(post_pk)
@@ -500,7 +531,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         description="A locked shot is never rewritten by the director, nor edited or deleted until unlocked.",
         request=VersionSerializer,
         parameters=[IF_MATCH],
-        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def lock(self, request, pk=None):
         return self._set_locked(request, True)
@@ -510,7 +541,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         summary="Unlock a shot",
         request=VersionSerializer,
         parameters=[IF_MATCH],
-        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def unlock(self, request, pk=None):
         return self._set_locked(request, False)
@@ -547,7 +578,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         "images up to MCN_MAX_IMAGE_BYTES, videos up to MCN_MAX_VIDEO_BYTES.",
         request={"multipart/form-data": AssetSerializer},
         parameters=[IF_MATCH],
-        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def upload_asset(self, request, pk=None):
         shot = self.get_object()
@@ -569,7 +600,7 @@ class ShotViewSet(viewsets.GenericViewSet):
         summary="Remove a shot's manual asset",
         request=VersionSerializer,
         parameters=[IF_MATCH],
-        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412)},
+        responses={200: ShotDetailSerializer, **errors(400, 403, 404, 409, 412, 428)},
     )
     def remove_asset(self, request, pk=None):
         shot = self.get_object()

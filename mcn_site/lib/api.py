@@ -18,13 +18,17 @@ from functools import wraps
 import django_rq
 import redis
 from django import forms
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.template.defaultfilters import filesizeformat
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import DateRangeWidget
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
@@ -54,6 +58,18 @@ class PreconditionFailed(exceptions.APIException):
     def __init__(self, *, current_version: int, detail: str | None = None):
         super().__init__(detail or self.default_detail)
         self.current_version = current_version
+
+
+class PreconditionRequired(exceptions.APIException):
+    """A write that says neither which version it edited (`version`) nor which ETag it read (`If-Match`)."""
+
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    default_code = "precondition_required"
+    default_detail = 'Send the version you edited, as "version" or as an If-Match: "v<version>" header.'
+
+    def __init__(self):
+        super().__init__(self.default_detail)
+        self.fields = {"version": [self.default_detail]}
 
 
 class Conflict(exceptions.APIException):
@@ -95,8 +111,42 @@ def error_body(code: str, message: str, fields: dict | None = None, **extra) -> 
     return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
 
 
+def refused_request(exc: SuspiciousOperation) -> tuple[int, dict]:
+    """(status, body) for a request Django refuses while reading it: a body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    too many fields or files, a malformed multipart form. The message names the limit that was passed."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        message = (
+            f"The request body is larger than {limit}, the limit for a request's data (uploaded files not "
+            "counted): send less, or send files as multipart/form-data uploads."
+        )
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, error_body("too_large", message)
+    if isinstance(exc, TooManyFieldsSent):
+        message = (
+            f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} query parameters or form "
+            "fields, the limit."
+        )
+        return status.HTTP_400_BAD_REQUEST, error_body("too_many_fields", message)
+    if isinstance(exc, TooManyFilesSent):
+        message = f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files, the limit."
+        return status.HTTP_400_BAD_REQUEST, error_body("too_many_files", message)
+    message = "The request is malformed (its headers, query or body could not be read): check and resend it."
+    return status.HTTP_400_BAD_REQUEST, error_body("bad_request", message)
+
+
+def bad_request_response(exception) -> JsonResponse:
+    """Django's 400 (handler400) under /api/: what Django refused before DRF's handler saw it."""
+    if not isinstance(exception, SuspiciousOperation):
+        exception = SuspiciousOperation()
+    status_code, body = refused_request(exception)
+    return JsonResponse(body, status=status_code)
+
+
 def exception_handler(exc, context):
     """DRF's handler, reshaped into the one error shape; Django's ValidationError from services is a 400."""
+    if isinstance(exc, SuspiciousOperation):  # Django refused the body while DRF read it (even with DEBUG on)
+        status_code, body = refused_request(exc)
+        return Response(body, status=status_code)
     if isinstance(exc, DjangoValidationError):
         set_rollback()
         current_version = getattr(exc, "current_version", None)
@@ -138,7 +188,7 @@ def exception_handler(exc, context):
         general = fields.get(api_settings.NON_FIELD_ERRORS_KEY) if len(fields) == 1 else None
         code, message = "invalid", " ".join(general) if general else _summary(fields)
     else:
-        fields = {}
+        fields = getattr(exc, "fields", {})
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         message = str(exc.detail) if not isinstance(exc.detail, dict | list) else exc.default_detail
         if isinstance(exc, exceptions.Throttled):
@@ -214,9 +264,22 @@ ERRORS: dict[int, OpenApiResponse] = {
     ),
     412: OpenApiResponse(
         ErrorSerializer,
-        description="`If-Match` names an older version.",
+        description="`If-Match` names another version than the current one.",
         examples=[
             _example("Precondition failed", "precondition_failed", PreconditionFailed.default_detail, current_version=8)
+        ],
+    ),
+    428: OpenApiResponse(
+        ErrorSerializer,
+        description='Neither `version` in the body nor an `If-Match: "v<version>"` header: say which version '
+        "you edited.",
+        examples=[
+            _example(
+                "No version",
+                "precondition_required",
+                PreconditionRequired.default_detail,
+                fields={"version": [PreconditionRequired.default_detail]},
+            )
         ],
     ),
     422: OpenApiResponse(
@@ -236,21 +299,25 @@ ERRORS: dict[int, OpenApiResponse] = {
 }
 
 
+_KEY_PATTERN = "^[\\x21-\\x7e]{1,200}$"  # printable ASCII, no spaces: what `idempotent` accepts
+_ETAG_PATTERN = '^[ \\t]*(\\*|(W/)?"v[0-9]+")[ \\t]*$'  # what `expected_version` accepts
+
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _KEY_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
-    description="Any unique text (a UUID) up to 200 characters: a retry with the same key returns the first "
-    "answer, with `Idempotent-Replayed: true`, and starts nothing new. Kept for 24 hours.",
+    description="Any unique text (a UUID) of 1 to 200 printable ASCII characters without spaces (400 "
+    "otherwise): a retry with the same key and body returns the first answer, with `Idempotent-Replayed: "
+    "true`, and starts nothing new; the same key with another body is a 422. Kept for 24 hours.",
 )
 IF_MATCH = OpenApiParameter(
     "If-Match",
-    str,
+    {"type": "string", "pattern": _ETAG_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
-    description='The ETag you read, e.g. `"v3"`: refused with 412 if the post has moved on since. '
-    "Or send `version` in the body.",
+    description='The ETag you read, e.g. `"v3"` (`*`: any version): refused with 412 if the post has moved on '
+    "since. A write needs this header or `version` in the body (428 with neither).",
 )
 
 
@@ -263,9 +330,59 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 class Pagination(PageNumberPagination):
+    """`page` (1 = first) and `page_size` (1 to 200; a larger one is capped): anything else is a 400 naming
+    the parameter, a page past the last one a 404 (DRF's). The schema says the same."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        bad = {
+            name: [f"Give a whole number of 1 or more{' (at most 200 are returned)' * (name == 'page_size')}."]
+            for name in (self.page_query_param, self.page_size_query_param)
+            if name in request.query_params and not _positive_integer(request.query_params[name])
+        }
+        if bad:
+            raise exceptions.ValidationError(bad)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_query_param:
+                parameter["description"] = "The page, 1 for the first; a page past the last one is a 404."
+            else:
+                parameter["description"] = f"Results per page, {self.page_size} if not given; at most 200 are returned."
+        return parameters
+
+
+def _positive_integer(value: str) -> bool:
+    return value.isascii() and value.isdigit() and int(value) >= 1
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter, with booleans as strict as the schema says: `?active=maybe` is a 400, not "no filter".
+
+    (django-filter reads anything but true/false/1/0 as "not given".) An empty value stays "not given",
+    as the schema says (`allowEmptyValue`, mcn_site.lib.api_schema.document_shared_answers).
+    """
+
+    BOOLEAN_VALUES = {"", "true", "false", "True", "False", "1", "0"}
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            bad = {
+                name: ["Give true or false."]
+                for name, declared in filterset_class.base_filters.items()
+                if isinstance(declared, filters.BooleanFilter)
+                and any(value not in self.BOOLEAN_VALUES for value in request.query_params.getlist(name))
+            }
+            if bad:
+                raise exceptions.ValidationError(bad)
+        return super().filter_queryset(request, queryset, view)
 
 
 class HasModelPermission(DjangoModelPermissions):
@@ -338,9 +455,7 @@ def expected_version(request, *, current_version: int, body_version: int | None,
             raise PreconditionFailed(current_version=current_version)
         return current_version
     if body_version is None and required:
-        raise exceptions.ValidationError(
-            {"version": ['Send the version you edited, as "version" or as an If-Match: "v<version>" header.']}
-        )
+        raise PreconditionRequired()
     return body_version
 
 
@@ -350,7 +465,7 @@ IDEMPOTENCY_TTL = 24 * 3600  # a finished answer is replayed for a day
 # A pending marker outlives any action (they only queue work), but not a crashed process by much:
 # a retry after a crash mid-request must not be refused for a whole day.
 IDEMPOTENCY_PENDING_TTL = 300
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+_KEY_RE = re.compile(_KEY_PATTERN)
 
 
 def _redis():
@@ -424,6 +539,7 @@ def idempotent(view_method):
 # --- filters that turn impossible values into a 400, never a database overflow (a 500) ---------------
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(filters.NumberFilter):
     """A row id: a whole number the database can hold (a 1e83 or a 1.5 is a 400, not an overflow, not a 500).
 

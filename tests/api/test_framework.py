@@ -1,5 +1,7 @@
 """The API's framework: authentication, the one error shape, 404 for foreign objects, schema and docs."""
 
+import json
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
@@ -73,6 +75,53 @@ def test_a_service_refusal_is_400_with_the_model_field(api, artist):
 
 def test_malformed_json_is_400_not_500(api):
     response = api.post("/api/v1/posts/", data="{nope", content_type="application/json")
+    assert_error(response, 400, "parse_error")
+
+
+def test_a_json_body_over_the_data_limit_is_413_with_the_error_shape_and_the_limit(api, artist, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    post = make_post(artist=artist)
+    body = json.dumps({"title": "x" * 4096, "artist": artist.pk, "version": post.version})
+    for response in (
+        api.post("/api/v1/posts/", data=body, content_type="application/json"),
+        api.patch(f"/api/v1/posts/{post.pk}/", data=body, content_type="application/json"),
+        api.post(f"/api/v1/posts/{post.pk}/submit", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"),
+    ):
+        error = assert_error(response, 413, "too_large")
+        assert "larger than 2.0\xa0KB" in error["message"]
+    post.refresh_from_db()
+    assert post.title != "x" * 4096
+
+
+def test_a_browser_session_gets_the_same_413(producer, artist, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    browser = Client()
+    browser.force_login(producer)
+    body = json.dumps({"title": "x" * 4096, "artist": artist.pk})
+    assert_error(browser.post("/api/v1/posts/", data=body, content_type="application/json"), 413, "too_large")
+
+
+def test_too_many_fields_or_query_parameters_are_400_with_the_limit(api, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    many = {f"f{i}": "1" for i in range(10)}
+    for response in (api.post("/api/v1/posts/", data=many), api.get("/api/v1/posts/", data=many)):
+        error = assert_error(response, 400, "too_many_fields")
+        assert "more than 5 " in error["message"]
+
+
+def test_what_django_refuses_before_the_api_sees_it_has_the_error_shape(api):
+    # A Host outside ALLOWED_HOSTS is refused by Django itself (handler400), before any DRF view runs.
+    assert_error(api.get("/api/v1/posts/", HTTP_HOST="evil.example"), 400, "bad_request")
+    assert b"<html" in Client().get("/posts/", HTTP_HOST="evil.example").content  # pages keep Django's page
+
+
+def test_a_body_of_the_wrong_content_type_is_415_with_the_error_shape(api):
+    response = api.post("/api/v1/posts/", data=b"title=x", content_type="text/plain")
+    assert "text/plain" in assert_error(response, 415, "unsupported_media_type")["message"]
+
+
+def test_a_malformed_multipart_body_is_400_with_the_error_shape(api):
+    response = api.post("/api/v1/posts/", data=b"--x\r\n", content_type="multipart/form-data")  # no boundary
     assert_error(response, 400, "parse_error")
 
 

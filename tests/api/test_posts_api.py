@@ -92,7 +92,8 @@ def test_edit_with_a_stale_body_version_is_409_naming_who(api, artist):
 def test_edit_without_any_version_is_refused(api, artist):
     post = make_post(artist=artist)
     response = api.patch(f"/api/v1/posts/{post.pk}/", {"title": "x"}, format="json")
-    assert response.status_code == 400 and "version" in response.json()["error"]["fields"]
+    error = response.json()["error"]
+    assert response.status_code == 428 and error["code"] == "precondition_required" and "version" in error["fields"]
 
 
 # --- shots ------------------------------------------------------------------------------------
