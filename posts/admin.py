@@ -386,7 +386,8 @@ class PostEventAdmin(ReadOnlyAdmin, ScopedAdmin):
 class ShotWorkflowAdmin(admin.ModelAdmin):
     """Ops choose which factory template produces each kind of shot."""
 
-    list_display = ["kind", "template_name"]
+    list_display = ["kind", "step", "template_name", "bindings"]
+    list_filter = ["step", "kind"]
 
 
 @admin.register(PromptTemplate)

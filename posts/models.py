@@ -263,18 +263,39 @@ class Shot(NulFreeText, models.Model):
 
 
 class ShotWorkflow(models.Model):
-    """Which factory workflow template produces the picture of each kind of shot."""
+    """Which factory workflow template makes each production step of each kind of shot.
 
-    kind = models.CharField(max_length=20, choices=ShotKind.choices, unique=True)
+    A shot's production is a small graph: its picture (a still), then, where a mapping exists for its kind,
+    a clip made from it: `avatar` (the artist speaking the shot's voice: A-roll) or `motion` (the still,
+    moving: B-roll, product). `bindings` names, for each of the template's own placeholders, the production
+    parameter that fills it (posts.workflows.PARAMETERS); a placeholder named like a parameter needs none.
+    """
+
+    class Step(models.TextChoices):
+        PICTURE = "picture", "Picture (a still)"
+        AVATAR = "avatar", "Avatar (the artist speaks the shot's voice)"
+        MOTION = "motion", "Motion (the still, moving)"
+
+    kind = models.CharField(max_length=20, choices=ShotKind.choices)
+    step = models.CharField(max_length=10, choices=Step.choices, default=Step.PICTURE)
     template_name = models.SlugField(
         max_length=100, help_text="Name of a factory workflow template; its latest active version is used."
     )
+    bindings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Template placeholder -> production parameter, e.g. {"POSITIVE_PROMPT": "PROMPT"}.',
+    )
 
     class Meta:
-        ordering = ["kind"]
+        ordering = ["kind", "step"]
+        constraints = [
+            # One template per step of a kind: production asks "which template makes this step?".
+            models.UniqueConstraint(fields=["kind", "step"], name="shotworkflow_kind_step_unique"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} → {self.template_name}"
+        return f"{self.get_kind_display()} {self.step} → {self.template_name}"
 
 
 class PromptTemplate(NulFreeText, models.Model):

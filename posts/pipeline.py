@@ -114,7 +114,7 @@ def voice_key(shot: Shot) -> str:
 
 
 def _shot_template(shot: Shot) -> WorkflowTemplate | None:
-    mapping = ShotWorkflow.objects.filter(kind=shot.kind).first()
+    mapping = ShotWorkflow.objects.filter(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).first()
     if mapping is None:
         return None
     try:
@@ -140,11 +140,11 @@ def shot_generate_picture(*, shot_id: int, actor) -> Shot:
         raise ValidationError(f"Shot {shot.position} is locked: unlock it to produce it again.")
     if shot.manual_asset:
         raise ValidationError(f"Shot {shot.position} uses a manual asset: remove it to generate a picture.")
-    if not ShotWorkflow.objects.filter(kind=shot.kind).exists():
+    if not ShotWorkflow.objects.filter(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).exists():
         raise ValidationError(
             f"No workflow is set for {shot.get_kind_display()} shots: ops set one under Posts > Shot workflows."
         )
-    template = template_latest(ShotWorkflow.objects.get(kind=shot.kind).template_name)
+    template = template_latest(ShotWorkflow.objects.get(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).template_name)
     _enqueue_picture(shot, template, actor)
     Shot.objects.filter(pk=shot.pk).update(job=shot.job, status=ShotStatus.PRODUCING, error="")
     shot.status = ShotStatus.PRODUCING
