@@ -14,6 +14,11 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcn_site.settings")
+# Django's ASGI handler gives each request its own connection objects (context-local), so a connection
+# kept for reuse (DATABASE_CONN_MAX_AGE > 0, right for the workers) is left open after its request until
+# the garbage collector finds it: 81 open in one web process under the load bench, PostgreSQL's
+# max_connections reached. Django's advice under ASGI: close each request's connection (0).
+os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs the app registry loaded above

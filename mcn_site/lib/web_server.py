@@ -13,8 +13,14 @@ import sys
 
 
 def default_workers() -> int:
-    """WEB_CONCURRENCY (the convention uvicorn and gunicorn read), else one per core, at most 4."""
-    return int(os.environ.get("WEB_CONCURRENCY") or min(os.cpu_count() or 1, 4))
+    """WEB_CONCURRENCY (the convention uvicorn and gunicorn read); else one on SQLite, which takes one
+    writer at a time: web processes wait for its lock in sleeps, and under the load bench the writes'
+    p95 doubled with two (docs/benchmarks.md); else one per core, at most 4."""
+    if os.environ.get("WEB_CONCURRENCY"):
+        return int(os.environ["WEB_CONCURRENCY"])
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql")):
+        return 1
+    return min(os.cpu_count() or 1, 4)
 
 
 def web_server_argv(*, host: str, port: int, workers: int) -> list[str]:
