@@ -1,11 +1,12 @@
 """Load test: N simulated producers edit storyboards and get posts approved, against the whole running system.
 
-Starts MCN OS as production runs it (Procfile, scripts/dev.py): daphne (HTTP through Django's ASGI
-handler), one GPU worker (`run_gpu_worker`) bound to a fake ComfyUI, the CPU worker
-(`rqworker cpu default --with-scheduler`: voices, renders, the director) and `reconcile_jobs`; the fake
-CosyVoice makes the voices and the fake LLM answers the director. All on a throwaway database (a
-temporary SQLite file, or a database of its own on the PostgreSQL server DATABASE_URL names) and its
-own Redis database (flushed at the start), with media in a temporary folder.
+Starts MCN OS as production runs it (Procfile, scripts/dev.py): uvicorn (HTTP through Django's ASGI
+handler; --web-workers processes, by default one per core up to 4), one GPU worker (`run_gpu_worker`)
+bound to a fake ComfyUI, the CPU worker (`rqworker cpu default --with-scheduler`: voices, renders, the
+director) and `reconcile_jobs`; the fake CosyVoice makes the voices and the fake LLM answers the
+director. All on a throwaway database (a temporary SQLite file, or a database of its own on the
+PostgreSQL server DATABASE_URL names) and its own Redis database (flushed at the start), with media in
+a temporary folder.
 
 Seeds N producers (each a member of one or two artists; artists are shared, so two producers edit
 the same posts), a few reviewers (members of every artist), API tokens for all, and per producer a few
@@ -64,8 +65,9 @@ from harness import (
     write_docs,
 )
 
-sys.path.insert(0, str(ROOT))  # tests.fakes
+sys.path.insert(0, str(ROOT))  # tests.fakes, mcn_site.lib
 
+from mcn_site.lib.web_server import default_workers, web_server_argv
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.cosyvoice import running_cosyvoice
 from tests.fakes.llm import FakeLLM
@@ -101,10 +103,10 @@ STORYBOARD_REPLY = json.dumps(
 class System:
     """The processes `make run` starts (less the scheduler: no schedules here), each in its own session."""
 
-    def __init__(self, *, env: dict, comfyui_url: str, port: int, logs: Path):
+    def __init__(self, *, env: dict, comfyui_url: str, port: int, logs: Path, web_workers: int):
         self.port = port
         commands = {
-            "web": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mcn_site.asgi:application"],
+            "web": web_server_argv(host="127.0.0.1", port=port, workers=web_workers)[1:],
             "gpu-worker": ["manage.py", "run_gpu_worker", "--comfyui-url", comfyui_url, "--name", "bench-gpu"],
             "cpu-worker": ["manage.py", "rqworker", "cpu", "default", "--with-scheduler", "--name", "bench-cpu"],
             "reconciler": ["manage.py", "reconcile_jobs", "--interval", "10"],
@@ -118,7 +120,7 @@ class System:
         return {name: p.process.returncode for name, p in self.processes.items() if p.process.poll() is not None}
 
     def wait_ready(self, *, timeout: float = 90.0) -> None:
-        """Daphne answers /healthz and both rq workers have registered."""
+        """The web server answers /healthz and both rq workers have registered."""
         import django_rq
         from rq import Worker
 
@@ -555,7 +557,7 @@ def report(
     ]
     header = (
         f"{args.producers} producers for {elapsed:.0f} s, at most {args.approvals} approval(s) each; {engine}, "
-        f"{machine()}; load average during the run {load_avg}"
+        f"{machine()}; web: uvicorn, {args.web_workers} worker process(es); load average during the run {load_avg}"
     )
     body = "\n\n".join(
         [header, table(headers, rows), table(["outcome", "value"], [[str(a), b] for a, b in outcome_rows])]
@@ -601,11 +603,12 @@ def run(args) -> int:
         engine = stack.enter_context(throwaway_database())
         producers = seed(producers=args.producers, approvals=args.approvals, media=media)
         env = {**os.environ, **services, "DATABASE_URL": database_url(), "SECRET_KEY": "bench-only", "DEBUG": "0"}
+        env.setdefault("DATABASE_CONN_MAX_AGE", "60")  # as docs/deploy.md runs every process
         env["PYTHONUNBUFFERED"] = "1"
         from django.db import connection
 
         connection.close()  # the subprocesses own the database while they run (SQLite: one writer)
-        system = System(env=env, comfyui_url=comfyui.url, port=free_port(), logs=logs)
+        system = System(env=env, comfyui_url=comfyui.url, port=free_port(), logs=logs, web_workers=args.web_workers)
         try:
             system.wait_ready()
             base_url = f"http://127.0.0.1:{system.port}"
@@ -658,6 +661,7 @@ def main() -> int:
     parser.add_argument("--approvals", type=int, default=1, help="posts each producer may get approved")
     parser.add_argument("--baseline-seconds", type=float, default=5.0, help="GET /healthz before and after")
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for production")
+    parser.add_argument("--web-workers", type=int, default=default_workers(), help="uvicorn worker processes")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/5", help="a Redis database of its own (flushed)")
     parser.add_argument("--smoke", action="store_true", help="3 producers, 10 s, 1 approval each (CI)")
     parser.add_argument("--write-docs", action="store_true", help="fill the LOAD block of docs/benchmarks.md")

@@ -1,6 +1,6 @@
 """B4, B4b, B5: live status from a ComfyUI progress frame to the storyboard pages, and nothing lost under bursts.
 
-Everything is real and local: a daphne server (`mcn_site.asgi`) on a throwaway database, the GPU worker
+Everything is real and local: the web server (uvicorn, one worker) on a throwaway database, the GPU worker
 (`manage.py run_gpu_worker`) bound to a fake ComfyUI (tests/fakes/comfyui.py) that runs in this process,
 and the pages are aiohttp websocket clients on /ws/posts/<id>/, signed in with a session cookie.
 
@@ -61,15 +61,13 @@ WIDTHS = itertools.count(64)
 # ----------------------------------------------------------------------------- processes
 
 
-def start_daphne(env: dict, folder: Path) -> tuple[Process, int]:
+def start_web_server(env: dict, folder: Path) -> tuple[Process, int]:
+    from mcn_site.lib.web_server import web_server_argv
+
     port = free_port()
-    daphne = Process(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mcn_site.asgi:application"],
-        env=env,
-        log=folder / "daphne.log",
-    )
-    wait_until_up(f"http://127.0.0.1:{port}/healthz", process=daphne, timeout=STARTUP_SECONDS)
-    return daphne, port
+    web = Process(web_server_argv(host="127.0.0.1", port=port, workers=1), env=env, log=folder / "web.log")
+    wait_until_up(f"http://127.0.0.1:{port}/healthz", process=web, timeout=STARTUP_SECONDS)
+    return web, port
 
 
 # ----------------------------------------------------------------------------- the fake and the pages
@@ -226,7 +224,7 @@ def make_shot_job(*, post, template, width: int):
     return job
 
 
-def run_b4(*, env, folder, daphne, port, cookie, post, template, pages: int, repeats: int, frames: int, pace: float):
+def run_b4(*, env, folder, web, port, cookie, post, template, pages: int, repeats: int, frames: int, pace: float):
     """Returns the rows of the B4 table: 1 page, then `pages` pages."""
     fake = timed_fake_class()().start()
     fake.steps_per_node = frames // 2  # two nodes (EmptyImage, SaveImage), each reporting its steps
@@ -247,7 +245,7 @@ def run_b4(*, env, folder, daphne, port, cookie, post, template, pages: int, rep
             try:
                 per_batch = interleave({"ours": stage.ours_batch, "raw": stage.raw_batch}, repeats=repeats)
             except SystemExit:
-                daphne.check()  # a server that went away says so (its log), rather than "timed out"
+                web.check()  # a server that went away says so (its log), rather than "timed out"
                 worker.check()
                 raise
             loop.run_until_complete(close_pages(stage_pages))
@@ -454,7 +452,7 @@ def main() -> int:
         REDIS_URL=args.redis,
         CHANNELS_PREFIX=f"bench{os.getpid()}",  # pub/sub channels are shared by every Redis DB
         MEDIA_ROOT=str(folder / "media"),
-        SECRET_KEY="bench-only",  # noqa: S106 - the pages' session is signed with it, in this process and in daphne
+        SECRET_KEY="bench-only",  # noqa: S106 - the pages' session is signed with it, here and in the web server
     )
     setup_django()
     import channels
@@ -470,11 +468,11 @@ def main() -> int:
             "DEBUG": "0",
             "PYTHONUNBUFFERED": "1",
         }
-        daphne, port = start_daphne(env, folder)
+        web, port = start_web_server(env, folder)
         try:
             b4 = run_b4(
                 env=env,
-                daphne=daphne,
+                web=web,
                 folder=folder,
                 port=port,
                 cookie=cookie,
@@ -485,7 +483,7 @@ def main() -> int:
                 frames=args.frames,
                 pace=args.pace,
             )
-            daphne.check()
+            web.check()
             b5 = [
                 run_b5(
                     env=env,
@@ -502,9 +500,9 @@ def main() -> int:
                 for step in (0.0, args.b5_step)
             ]
         finally:
-            daphne.stop()
+            web.stop()
             connection.flushdb()
-    shutil.rmtree(folder)  # kept when the run failed: the daphne, worker and B5 logs are there
+    shutil.rmtree(folder)  # kept when the run failed: the web server, worker and B5 logs are there
     versions = {
         "Django": django.__version__,
         "channels": channels.__version__,

@@ -1,7 +1,7 @@
 """B6 storyboard API: GET /api/v1/posts/<id>/ (a post with its shots) against a trivial DRF view.
 
-Both are served by one daphne process (as production: Procfile `web`, DEBUG=0, the same middleware,
-DATABASE_CONN_MAX_AGE=60 as docs/deploy.md), started on a throwaway database; the trivial view is
+Both are served by one uvicorn worker process (production runs one per core: Procfile `web`; DEBUG=0,
+the same middleware, DATABASE_CONN_MAX_AGE=60 as docs/deploy.md), started on a throwaway database; the trivial view is
 added by the bench's own URLconf (bench/b6_urls.py, through bench/b6_settings.py), never by the site's.
 Load: wrk, 10 keep-alive connections (an asyncio httpx client with 10 connections where wrk is missing).
 Interleaved, repeated, a rotating order:
@@ -59,6 +59,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from artists.models import Artist, Niche, Voice  # noqa: E402
 from artists.services import api_token_create  # noqa: E402
 from mcn_site.lib import roles  # noqa: E402
+from mcn_site.lib.web_server import web_server_argv  # noqa: E402
 from posts.models import Post, Shot, ShotKind  # noqa: E402
 
 CONNECTIONS = 10
@@ -96,7 +97,8 @@ def load() -> tuple[str, dict[int, int]]:
 
 
 def start_server(port: int, log: Path) -> Process:
-    """daphne as production runs it, on the throwaway database, with the bench's trivial view beside the API."""
+    """The web server as production runs it (one worker), on the throwaway database, with the bench's trivial
+    view beside the API."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "b6_settings",
@@ -106,7 +108,7 @@ def start_server(port: int, log: Path) -> Process:
         "DATABASE_CONN_MAX_AGE": "60",
     }
     server = Process(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mcn_site.asgi:application"],
+        web_server_argv(host="127.0.0.1", port=port, workers=1),
         env=env,
         log=log,
     )
@@ -182,7 +184,7 @@ def run(args) -> tuple[list[list], str]:
     auth = {"Authorization": f"Token {key}"}
     generate = wrk if shutil.which("wrk") and not args.httpx else httpx_load
     with tempfile.TemporaryDirectory(prefix="mcn-b6-") as folder:
-        server = start_server(port, Path(folder) / "daphne.log")
+        server = start_server(port, Path(folder) / "web.log")
         try:
             for path in ["/bench/trivial", f"/api/v1/posts/{posts[SHOTS]}/"]:  # warm-up: imports, connections
                 generate(base_url + path, 1, auth)
@@ -211,7 +213,7 @@ def run(args) -> tuple[list[list], str]:
                 name = f"GET post with {size} shots (cost curve, 1 run)"
                 curve[name] = Series(name, [measure(name, f"/api/v1/posts/{posts[size]}/")()])
         finally:
-            server.stop(grace=5)  # daphne waits for open application instances; nothing to keep
+            server.stop(grace=5)  # nothing to keep: no need to wait for open keep-alive connections
 
     base = series[base_name]
     base_p99 = Series("p99", p99s[base_name]).median
@@ -255,7 +257,7 @@ def main() -> int:
         *("measurement", "runs", "min req/s", "median req/s", "max req/s", "median / baseline"),
         *("min / baseline", "p50 ms", "p99 ms", "p99 / baseline", "queries per request"),
     ]
-    versions = machine(**{"Django": django.get_version(), "daphne": _daphne_version()})
+    versions = machine(**{"Django": django.get_version(), "uvicorn": _uvicorn_version()})
     text = f"{tool}, {args.seconds:g} s a run, {args.repeats} interleaved repeats; {engine}, {versions}\n\n" + table(
         headers, rows
     )
@@ -265,10 +267,10 @@ def main() -> int:
     return 0
 
 
-def _daphne_version() -> str:
-    import daphne
+def _uvicorn_version() -> str:
+    import uvicorn
 
-    return daphne.__version__
+    return uvicorn.__version__
 
 
 if __name__ == "__main__":

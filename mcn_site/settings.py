@@ -39,7 +39,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -331,12 +330,12 @@ X_FRAME_OPTIONS = "DENY"  # nothing of ours is framed (the admin's related-objec
 
 # --- HTTPS behind nginx (docs/deploy.md). All off by default, so a laptop on plain http works.
 # SECURE_PROXY_SSL_HEADER names the header nginx sets to "https" (X-Forwarded-Proto): only set it
-# when daphne listens on 127.0.0.1 behind that nginx, or a client could claim https itself.
+# when uvicorn listens on 127.0.0.1 behind that nginx, or a client could claim https itself.
 _proxy_header = env_str("SECURE_PROXY_SSL_HEADER")
 if _proxy_header:
     SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
 # Behind a TLS proxy, plain-http requests are redirected to https unless told otherwise; probes on
-# the private network (health, readiness, metrics scrapes) reach daphne directly and are not.
+# the private network (health, readiness, metrics scrapes) reach uvicorn directly and are not.
 # (Empty counts as unset, so the .env.example line keeps the default.)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", bool(_proxy_header))
 SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]

@@ -4,7 +4,7 @@
     python scripts/dev.py run  [--host 127.0.0.1] [--port 8000] [--no-seed]
     python scripts/dev.py test [pytest arguments...]
 
-`run` migrates, seeds the demo, then runs the web server (daphne: HTTP and
+`run` migrates, seeds the demo, then runs the web server (uvicorn: HTTP and
 websockets), a GPU worker (bound to COMFYUI_URL), a CPU worker, the job
 reconciler and the scheduler until Ctrl-C, which stops them all.
 Without REDIS_URL both commands start a private redis-server and stop it at the end.
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from mcn_site.lib import devenv  # noqa: E402
 from mcn_site.lib.embedded_redis import embedded_redis  # noqa: E402
 from mcn_site.lib.env import env_int, env_raw, env_str  # noqa: E402
+from mcn_site.lib.web_server import default_workers, web_server_argv  # noqa: E402
 
 PYTHON = sys.executable
 SKIP_CHECKS = ("--skip-checks",)  # for the processes started after migrate has run the system checks
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             manage("seed_demo", *SKIP_CHECKS, "--url", f"http://{args.host}:{args.port}/admin/")
         processes = {
             "web": subprocess.Popen(  # noqa: S603
-                [PYTHON, "-m", "daphne", "-b", args.host, "-p", str(args.port), "mcn_site.asgi:application"], cwd=ROOT
+                web_server_argv(host=args.host, port=args.port, workers=default_workers()), cwd=ROOT
             ),
             # One GPU worker per ComfyUI server; COMFYUI_URL says which (default http://127.0.0.1:8188).
             # The system checks ran once, in migrate: their warnings (a missing font, ...) are printed once,

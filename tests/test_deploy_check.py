@@ -77,6 +77,28 @@ def test_a_laptop_environment_is_not_taken_for_a_production_one(tmp_path):
     assert "security.W004" in result.stderr and "security.W008" in result.stderr
 
 
+def test_nginx_takes_the_same_largest_body_as_the_app():
+    # The app's limit with the default upload limits, in a process that sees none of this one's MCN_ values.
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MCN_")}
+    app_limit = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from mcn_site.lib import request_size as r; "
+            "print(r.largest_request_bytes())",
+        ],
+        cwd=ROOT,
+        env={**keep, "DJANGO_SETTINGS_MODULE": "mcn_site.settings", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    nginx = re.findall(r"client_max_body_size (\d+)m;", (ROOT / "docs" / "deploy.md").read_text())
+
+    assert [int(size) * 1024 * 1024 for size in nginx] == [int(app_limit)]
+
+
 OLD_KEY = "old-" + "k" * 20 + "-0123456789abcdefghijklmnopqrstuvwxyz"
 NEW_KEY = "new-" + "n" * 20 + "-zyxwvutsrqponmlkjihgfedcba9876543210"
 

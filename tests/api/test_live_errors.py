@@ -4,7 +4,6 @@ The server is the same subprocess the fault and browser tests start (tests/e2e/c
 this test's database; requests are plain HTTP from httpx.
 """
 
-import importlib.util
 from pathlib import Path
 
 import httpx
@@ -18,10 +17,9 @@ from tests.factory.conftest import subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
-# daphne's HTTP layer (twisted) parses a multipart POST itself and answers a malformed one with a bare 400
-# (no headers, no body) before Django sees it; uvicorn (mcn_site/lib/web_server.py, branch i15-server)
-# hands the body to Django, whose parser errors the API reshapes.
-SERVED_BY_DAPHNE = importlib.util.find_spec("mcn_site.lib.web_server") is None
+# Under daphne, its HTTP layer (twisted) answered a malformed multipart POST itself with a bare 400 (no
+# headers, no body) before Django saw it; uvicorn (mcn_site/lib/web_server.py) hands the body to Django,
+# whose parser errors the API reshapes.
 
 
 @pytest.fixture
@@ -49,7 +47,6 @@ def assert_error_shape(response: httpx.Response, status: int) -> dict:
     return error
 
 
-@pytest.mark.xfail(SERVED_BY_DAPHNE, strict=True, reason="daphne answers a malformed multipart POST itself")
 def test_a_malformed_or_empty_multipart_body_gets_the_error_shape(live, shot_and_auth):
     shot, auth = shot_and_auth
     url = f"{live.url}/api/v1/shots/{shot.pk}/asset"

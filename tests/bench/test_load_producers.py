@@ -1,6 +1,6 @@
 """bench/load_producers.py keeps running, and a short load loses nothing (no time is asserted).
 
-The script starts the whole system (daphne, a GPU worker on a fake ComfyUI, the CPU worker, the
+The script starts the whole system (uvicorn, a GPU worker on a fake ComfyUI, the CPU worker, the
 reconciler) on a throwaway database beside whatever DATABASE_URL names, and exits 1 when an approved
 post is lost, a request errs, a job row is left open or a process dies. A post that failed with a reason
 (no CJK font for the captions, say) is not lost.

@@ -1,4 +1,4 @@
-"""bench/storyboard_api.py (B6) keeps running at its smoke size (it starts daphne)."""
+"""bench/storyboard_api.py (B6) keeps running at its smoke size (it starts the web server)."""
 
 from tests.bench.conftest import run_bench, table_rows
 

@@ -1,7 +1,7 @@
-"""The real ASGI server (daphne) for browser tests that need websockets.
+"""The real ASGI server (uvicorn, as production starts it) for browser tests that need websockets.
 
 pytest-django's live_server speaks WSGI only, so the storyboard tests start
-`python -m daphne ... mcn_site.asgi:application` against the test's own database,
+`python -m uvicorn mcn_site.asgi:application ...` against the test's own database,
 Redis and media folder, and can stop, kill and restart it on the same port.
 Tests using it must be transactional: the server reads what the test committed.
 
@@ -13,13 +13,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mcn_site.lib.web_server import web_server_argv
 from tests.factory.conftest import (  # noqa: F401 - fixtures shared with the factory tests
     fake_comfyui,
     rq_clean,
@@ -40,10 +40,14 @@ def free_port() -> int:
 
 
 class AsgiServer:
-    """One daphne process on a fixed port; start() again after stop()/kill() reuses the port."""
+    """One web server on a fixed port; start() again after stop()/kill() reuses the port.
 
-    def __init__(self, *, port: int, env: dict, log_path: Path):
+    `workers` > 1 runs uvicorn's supervisor with that many worker processes (its children).
+    """
+
+    def __init__(self, *, port: int, env: dict, log_path: Path, workers: int = 1):
         self.port = port
+        self.workers = workers
         self.url = f"http://127.0.0.1:{port}"
         self.env = env
         self.log_path = log_path
@@ -52,7 +56,7 @@ class AsgiServer:
     def start(self) -> "AsgiServer":
         log = open(self.log_path, "a")  # noqa: SIM115 - the child writes to it until it ends
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mcn_site.asgi:application"],
+            web_server_argv(host="127.0.0.1", port=self.port, workers=self.workers),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -60,12 +64,12 @@ class AsgiServer:
             start_new_session=True,  # its own process group: kill() takes it down like a crash would
         )
         log.close()
-        wait_for(self._healthy, timeout=STARTUP_SECONDS, what=f"daphne to answer /healthz\n{self.output()}")
+        wait_for(self._healthy, timeout=STARTUP_SECONDS, what=f"the web server to answer /healthz\n{self.output()}")
         return self
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
-            pytest.fail(f"daphne exited with {self.process.returncode}:\n{self.output()}")
+            pytest.fail(f"the web server exited with {self.process.returncode}:\n{self.output()}")
         try:
             with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer:
                 return answer.status == 200
@@ -98,10 +102,10 @@ def server_hashers(settings):
 
 @pytest.fixture
 def asgi_server(settings, server_hashers, transactional_db, tmp_path):
-    """A running daphne serving this test's database, Redis and media folder (stopped after the test)."""
+    """A running web server serving this test's database, Redis and media folder (stopped after the test)."""
     env = subprocess_env(ALLOWED_HOSTS="127.0.0.1,localhost")
     Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-    server = AsgiServer(port=free_port(), env=env, log_path=tmp_path / "daphne.log")
+    server = AsgiServer(port=free_port(), env=env, log_path=tmp_path / "web.log")
     server.start()
     yield server
     server.stop()

@@ -1,4 +1,4 @@
-"""The schedules calendar in a real Chromium, served by the real ASGI server (daphne)."""
+"""The schedules calendar in a real Chromium, served by the real ASGI server (uvicorn)."""
 
 import zoneinfo
 from datetime import date, datetime, timedelta

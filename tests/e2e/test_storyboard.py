@@ -1,4 +1,4 @@
-"""The storyboard page in a real Chromium, served by the real ASGI server (daphne) with its websocket."""
+"""The storyboard page in a real Chromium, served by the real ASGI server (uvicorn) with its websocket."""
 
 import re
 

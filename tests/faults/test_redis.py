@@ -251,9 +251,9 @@ def test_a_live_socket_hears_pushes_again_after_redis_restarts_without_persisten
     outsider = make_user(role=roles.PRODUCER)
     post = make_post(artist=make_artist(members=[member], stage_name="Secret Artist"))
     env = subprocess_env(ALLOWED_HOSTS="127.0.0.1,localhost", SECRET_KEY=settings.SECRET_KEY)
-    daphne = AsgiServer(port=free_port(), env=env, log_path=tmp_path / "daphne.log").start()
-    url = f"ws://127.0.0.1:{daphne.port}/ws/posts/{post.pk}/"
-    origin = f"http://127.0.0.1:{daphne.port}"
+    web = AsgiServer(port=free_port(), env=env, log_path=tmp_path / "web.log").start()
+    url = f"ws://127.0.0.1:{web.port}/ws/posts/{post.pk}/"
+    origin = f"http://127.0.0.1:{web.port}"
     frames: list[dict] = []
     try:
         socket = websocket.create_connection(url, cookie=session_cookie(member), origin=origin, timeout=10)
@@ -282,7 +282,7 @@ def test_a_live_socket_hears_pushes_again_after_redis_restarts_without_persisten
             if frame:
                 frames.append(json.loads(frame))
                 heard = "push"
-        assert heard == "push", f"no push for 30 s after the restart and the socket still open\n{daphne.output()}"
+        assert heard == "push", f"no push for 30 s after the restart and the socket still open\n{web.output()}"
         assert frames[-1]["event"] == "ping" and frames[-1]["n"] >= 1
         socket.close()
 
@@ -294,5 +294,5 @@ def test_a_live_socket_hears_pushes_again_after_redis_restarts_without_persisten
         assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 4404
         other.close()
     finally:
-        daphne.stop()
+        web.stop()
     assert_invariants(jobs=[], frames=outsider_frames, forbidden=["Secret Artist"], check_rq=False)
