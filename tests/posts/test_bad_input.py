@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from factory import runners
+from factory import services as factory_services
 from factory.models import ErrorKind, Job
 from mcn_site.lib import roles
 from posts import services
@@ -201,8 +202,10 @@ def test_the_director_cannot_write_past_the_cap_and_its_job_says_why(producer, s
         make_shot(post=post, position=position, locked=True)
     job = storyboard_generate(post_id=post.pk, actor=producer)
 
+    claimed = factory_services.job_start(job_id=job.pk, worker_name="cpu-a", server_url="")  # as a worker does
+
     with pytest.raises(runners.TaskFailed) as failed:
-        run_director(Job.objects.get(pk=job.pk))
+        run_director(claimed)
 
     assert failed.value.kind == ErrorKind.CONFIG
     assert str(failed.value).startswith("A post has at most 3 shots (MCN_MAX_SHOTS_PER_POST); this storyboard would")
