@@ -5,6 +5,8 @@ workflow mapping's `bindings` (template placeholder -> parameter). docs/workflow
 posts.pipeline computes them for each shot and step.
 """
 
+from django.core.exceptions import ValidationError
+
 PARAMETERS: dict[str, str] = {
     "PROMPT": "The shot's visual prompt (its script when it has none), with the wardrobe's trigger word.",
     "NEGATIVE_PROMPT": "What the picture must not show (the artist's negative prompt; may be empty).",
@@ -23,3 +25,51 @@ PARAMETERS: dict[str, str] = {
     "TRIGGER_WORD": "The wardrobe's trigger word (may be empty).",
     "LORA_STRENGTH": "The wardrobe's LoRA strength (0.8 when it names none).",
 }
+
+# A step cannot be offered what is made at or after it: the picture step makes the still (SOURCE_IMAGE) and
+# runs beside the voice (VOICE_AUDIO); a still has no frame rate. Saving a mapping checks its bindings here.
+NOT_OFFERED: dict[str, frozenset[str]] = {
+    "picture": frozenset({"SOURCE_IMAGE", "VOICE_AUDIO", "FPS", "FRAMES"}),
+    "avatar": frozenset(),
+    "motion": frozenset(),
+}
+
+
+def _describe(mapping, template) -> str:
+    where = f"{mapping.get_kind_display()} {mapping.step}" if mapping.kind else mapping.step
+    return f"{where} template “{template.name}” v{template.version}"
+
+
+def workflow_parameters(mapping, offered: dict, *, template=None) -> dict:
+    """The values for `mapping`'s template, keyed by the template's own placeholder names.
+
+    `offered` holds the contract's values (PARAMETERS names) production has for this shot and step. Each
+    placeholder the template declares takes the parameter its binding names, or the parameter of its own
+    name; one that neither binds nor offers keeps its declared default. A placeholder left without a value
+    raises a ValidationError naming the mapping, the template and the placeholder, before any job is made.
+    `template` is the mapping's template when the caller has it (its latest active version otherwise).
+    """
+    from factory.services import template_latest  # posts.models imports this module lazily; keep it light
+
+    if template is None:
+        template = template_latest(mapping.template_name)
+    bindings = mapping.bindings or {}
+    values, problems = {}, []
+    for placeholder, spec in template.placeholders.items():
+        parameter = bindings.get(placeholder, placeholder)
+        if parameter in offered:
+            values[placeholder] = offered[parameter]
+        elif "default" in spec:
+            continue  # the template's (or its manifest's) default fills it
+        elif placeholder in bindings:
+            problems.append(f"{placeholder} is bound to {parameter}, which production has no value for in this step")
+        elif placeholder in PARAMETERS:
+            problems.append(f"{placeholder} has no value in this step and no default")
+        else:
+            problems.append(
+                f"{placeholder} is bound to no production parameter and has no default "
+                f'(bind it under Posts > Shot workflows, e.g. {{"{placeholder}": "PROMPT"}})'
+            )
+    if problems:
+        raise ValidationError(f"{_describe(mapping, template)}: {'; '.join(problems)}.", code="unbound")
+    return values
