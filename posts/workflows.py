@@ -5,6 +5,8 @@ workflow mapping's `bindings` (template placeholder -> parameter). docs/workflow
 posts.pipeline computes them for each shot and step.
 """
 
+import difflib
+
 from django.core.exceptions import ValidationError
 
 PARAMETERS: dict[str, str] = {
@@ -73,3 +75,56 @@ def workflow_parameters(mapping, offered: dict, *, template=None) -> dict:
     if problems:
         raise ValidationError(f"{_describe(mapping, template)}: {'; '.join(problems)}.", code="unbound")
     return values
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]}?" if close else ""
+
+
+def mapping_problems(*, step: str, template_name: str, bindings) -> dict[str, list[str]]:
+    """Why a shot workflow mapping cannot make its step, keyed by field; empty when it can.
+
+    The template exists (an active version); every binding names one of the template's placeholders and a
+    parameter of the contract the step has; every placeholder without a default is bound or named like
+    such a parameter. Messages name the template and the placeholder, so ops can fix the mapping itself.
+    """
+    from factory.models import WorkflowTemplate  # posts.models calls this from clean(); keep imports lazy
+
+    if not isinstance(bindings, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in bindings.items()
+    ):
+        example = '{"POSITIVE_PROMPT": "PROMPT"}'
+        return {"bindings": [f"Bindings must be an object of placeholder names to parameter names, e.g. {example}."]}
+    template = WorkflowTemplate.objects.filter(name=template_name, active=True).order_by("-version").first()
+    if template is None:
+        names = WorkflowTemplate.objects.filter(active=True).values_list("name", flat=True).distinct()
+        return {
+            "template_name": [f"No active workflow template named “{template_name}”.{_suggest(template_name, names)}"]
+        }
+    described = f"Template “{template.name}” v{template.version}"
+    missing = NOT_OFFERED.get(step, frozenset())
+    declared = template.placeholders or {}
+    problems = []
+    for placeholder, parameter in sorted(bindings.items()):
+        if placeholder not in declared:
+            have = ", ".join(sorted(declared)) or "none"
+            problems.append(f"{described} has no placeholder {placeholder} (its placeholders: {have}).")
+        elif parameter not in PARAMETERS:
+            problems.append(
+                f"{placeholder} is bound to {parameter}, which is not a production parameter."
+                f"{_suggest(parameter, PARAMETERS)} See docs/workflows.md."
+            )
+        elif parameter in missing:
+            problems.append(f"{placeholder} is bound to {parameter}, which the {step} step does not have.")
+    for placeholder, spec in sorted(declared.items()):
+        if placeholder in bindings or "default" in spec:
+            continue
+        if placeholder not in PARAMETERS:
+            problems.append(
+                f"{described}: placeholder {placeholder} has no default and is bound to no production parameter: "
+                f'bind it (e.g. {{"{placeholder}": "PROMPT"}}) or give it a default.'
+            )
+        elif placeholder in missing:
+            problems.append(f"{described}: placeholder {placeholder} has no value in the {step} step and no default.")
+    return {"bindings": problems} if problems else {}
