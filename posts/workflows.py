@@ -128,3 +128,27 @@ def mapping_problems(*, step: str, template_name: str, bindings) -> dict[str, li
         elif placeholder in missing:
             problems.append(f"{described}: placeholder {placeholder} has no value in the {step} step and no default.")
     return {"bindings": problems} if problems else {}
+
+
+# The shot workflow mappings `manage.py install_workflows` sets: (kind, step) -> library template.
+# Every kind's still is the artist's portrait (a B-roll or product still shows her in the scene; map a
+# text-to-image template of your own for stills without her). A-roll speaks (avatar); B-roll and product
+# move (motion). --preview maps the model-free variants, for a ComfyUI on a CPU.
+LIBRARY_MAPPINGS: dict[str, dict[tuple[str, str], str]] = {
+    "real": {
+        ("a_roll", "picture"): "portrait",
+        ("a_roll", "avatar"): "infinitetalk-avatar",
+        ("b_roll", "picture"): "portrait",
+        ("b_roll", "motion"): "wan22-i2v",
+        ("product", "picture"): "portrait",
+        ("product", "motion"): "wan22-i2v",
+    },
+    "preview": {
+        ("a_roll", "picture"): "portrait-preview",
+        ("a_roll", "avatar"): "avatar-preview",
+        ("b_roll", "picture"): "portrait-preview",
+        ("b_roll", "motion"): "motion-preview",
+        ("product", "picture"): "portrait-preview",
+        ("product", "motion"): "motion-preview",
+    },
+}
