@@ -90,6 +90,8 @@ def test_the_previews_need_no_model_and_only_core_nodes_of_0_3_64(name):
 
     assert entry.manifest["models"] == []
     assert {node["class_type"] for node in entry.workflow.values()} <= set(OBJECT_INFO)
+    if "FRAMES" in entry.placeholders:  # RepeatImageBatch's amount is a whole number
+        assert entry.placeholders["FRAMES"] == {"type": "int"}
 
 
 def test_installing_twice_imports_once_and_a_changed_file_makes_a_new_version(tmp_path):
