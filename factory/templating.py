@@ -75,7 +75,7 @@ def _guess_type(input_name: str) -> str:
         return "image"
     if name in {"audio"} or name.endswith("_audio"):
         return "audio"
-    if name in {"seed", "noise_seed", "steps", "width", "height", "batch_size", "length", "frames"}:
+    if name in {"seed", "noise_seed", "steps", "width", "height", "batch_size", "length", "frames", "amount"}:
         return "int"
     if name in {"cfg", "denoise", "strength", "strength_model", "strength_clip", "scale_by"}:
         return "float"

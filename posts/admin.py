@@ -24,6 +24,7 @@ from posts import pipeline, services
 from posts.director.prompts import VARIABLES
 from posts.models import Post, PostEvent, PostStatus, PromptTemplate, Shot, ShotWorkflow
 from posts.selectors import post_events_visible_to, posts_visible_to
+from posts.workflows import PARAMETERS
 
 STATUS_COLOURS = {
     PostStatus.DRAFT: "#6b7280",
@@ -382,12 +383,27 @@ class PostEventAdmin(ReadOnlyAdmin, ScopedAdmin):
     readonly_fields = ["post", "kind", "actor", "from_status", "to_status", "note", "created_at"]
 
 
+class ShotWorkflowForm(AdminModelForm):
+    """Saving checks the mapping (ShotWorkflow.clean): the template exists and every placeholder is filled."""
+
+    class Meta:
+        model = ShotWorkflow
+        fields = ["kind", "step", "template_name", "bindings"]
+        help_texts = {
+            "bindings": "The template's own placeholder -> a production parameter, "
+            '{"POSITIVE_PROMPT": "PROMPT"} for instance. A placeholder named like a parameter needs none. '
+            "Parameters: " + ", ".join(PARAMETERS) + " (docs/workflows.md).",
+        }
+
+
 @admin.register(ShotWorkflow)
 class ShotWorkflowAdmin(admin.ModelAdmin):
-    """Ops choose which factory template produces each kind of shot."""
+    """Ops choose which factory template makes each step of each kind of shot; a mapping is checked when saved."""
 
+    form = ShotWorkflowForm
     list_display = ["kind", "step", "template_name", "bindings"]
     list_filter = ["step", "kind"]
+    search_fields = ["template_name"]
 
 
 @admin.register(PromptTemplate)

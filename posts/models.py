@@ -297,6 +297,14 @@ class ShotWorkflow(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.step} → {self.template_name}"
 
+    def clean(self) -> None:
+        # A typo'd template name or an unbound placeholder is refused here, where ops type it, not at approval.
+        from posts.workflows import mapping_problems  # reads factory's templates; posts.workflows imports lazily
+
+        problems = mapping_problems(step=self.step, template_name=self.template_name, bindings=self.bindings)
+        if problems:
+            raise ValidationError(problems)
+
 
 class PromptTemplate(NulFreeText, models.Model):
     """The director's prompts as data: `{{var}}` placeholders, versioned, one active per role."""

@@ -27,6 +27,7 @@ from posts.models import (
     PostEvent,
     PostStatus,
     Shot,
+    ShotWorkflow,
 )
 
 POST_EDITABLE_FIELDS = ("title", "artist", "wardrobe", "brief", "source_content", "created_from_source")
@@ -385,3 +386,25 @@ def shot_delete(*, post: Post, actor, expected_version: int, shot_id: int) -> No
     storyboard_apply(
         post=post, actor=actor, expected_version=expected_version, change=StoryboardChange(shots=kept, deleted=doomed)
     )
+
+
+@transaction.atomic
+def shot_workflow_set(
+    *, kind: str, step: str, template_name: str, bindings: dict | None = None
+) -> tuple[ShotWorkflow, bool]:
+    """Map `step` of `kind` shots to a template, validated (ShotWorkflow.clean); returns (mapping, changed).
+
+    A mapping that already says exactly this is left as it is (changed is False), so an install re-run writes
+    nothing. A ValidationError names the template and the placeholder at fault.
+    """
+    # Race: two installs of the same kind and step; the row lock serialises them and the unique
+    # (kind, step) constraint refuses a second insert.
+    mapping = ShotWorkflow.objects.select_for_update().filter(kind=kind, step=step).first()
+    mapping = mapping or ShotWorkflow(kind=kind, step=step)
+    unchanged = mapping.pk is not None and (mapping.template_name, mapping.bindings) == (template_name, bindings or {})
+    mapping.template_name, mapping.bindings = template_name, bindings or {}
+    mapping.full_clean()
+    if unchanged:
+        return mapping, False
+    mapping.save()
+    return mapping, True
