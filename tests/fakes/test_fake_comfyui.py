@@ -1,8 +1,10 @@
 """The fake ComfyUI answers like the real 0.3.64 captures (shared/docs/comfyui-transcripts.json) and its
 scripted faults do what they promise. Expected values below are copied from those captures."""
 
+import hashlib
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 import websocket
 from PIL import Image
 
-from tests.fakes.comfyui import FakeComfyUI
+from tests.factories import wav_bytes
+from tests.fakes.comfyui import VHS_NODES, FakeComfyUI
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -1148,25 +1151,8 @@ def test_an_interrupt_cuts_prompt_seconds_short(fake, http):
 # ------------------------------------------------------------------ video outputs (issue 16)
 
 
-def wav(seconds=1.0, rate=16000) -> bytes:
-    import math as _math
-    import struct as _struct
-    import wave as _wave
-
-    buffer = io.BytesIO()
-    with _wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        frames = int(seconds * rate)
-        out.writeframes(b"".join(_struct.pack("<h", int(8000 * _math.sin(i / 10))) for i in range(frames)))
-    return buffer.getvalue()
-
-
 def ffprobe(data: bytes, tmp_path, name) -> dict:
-    import shutil as _shutil
-
-    if _shutil.which("ffprobe") is None:
+    if shutil.which("ffprobe") is None:
         pytest.skip("ffprobe (Debian package ffmpeg) is not installed")
     path = tmp_path / name
     path.write_bytes(data)
@@ -1213,7 +1199,7 @@ def put_input(http, name, data, content_type="image/png"):
 
 def test_save_video_writes_an_mp4_with_the_uploaded_audio_cut_to_the_frames(fake, http, tmp_path):
     put_input(http, "face.png", png(size=(40, 30)))
-    put_input(http, "voice.wav", wav(seconds=3.0), "audio/wav")
+    put_input(http, "voice.wav", wav_bytes(seconds=3.0), "audio/wav")
 
     entry = run_prompt(fake, http, preview_avatar(fps=25, amount=50))
 
@@ -1241,7 +1227,7 @@ def test_a_video_model_node_takes_its_frame_count_from_length_or_from_the_audio(
     i2v = {"input": {"required": {"start_image": ["IMAGE"], "length": ["INT", {}]}}, "output": ["IMAGE"], "name": "I2V"}
     with FakeComfyUI(extra_nodes={"a": talk, "b": i2v}) as fake, httpx.Client(base_url=fake.url, timeout=5) as http:
         put_input(http, "face.png", png(size=(40, 30)))
-        put_input(http, "voice.wav", wav(seconds=1.2), "audio/wav")
+        put_input(http, "voice.wav", wav_bytes(seconds=1.2), "audio/wav")
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
             "2": {"class_type": "LoadAudio", "inputs": {"audio": "voice.wav"}},
@@ -1308,11 +1294,9 @@ def test_animated_webp_and_png_are_reported_as_animated_images(fake, http):
 
 
 def test_vhs_video_combine_reports_the_audio_clip_under_gifs_with_its_first_frame_png(tmp_path):
-    from tests.fakes.comfyui import VHS_NODES
-
     with FakeComfyUI(extra_nodes=VHS_NODES) as fake, httpx.Client(base_url=fake.url, timeout=5) as http:
         put_input(http, "face.png", png(size=(32, 32)))
-        put_input(http, "voice.wav", wav(seconds=1.0), "audio/wav")
+        put_input(http, "voice.wav", wav_bytes(seconds=1.0), "audio/wav")
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
             "2": {"class_type": "LoadAudio", "inputs": {"audio": "voice.wav"}},
@@ -1346,8 +1330,6 @@ def test_vhs_video_combine_reports_the_audio_clip_under_gifs_with_its_first_fram
 
 
 def test_uploads_are_recorded_and_a_restart_can_lose_the_input_folder(fake, http):
-    import hashlib
-
     data = png()
     put_input(http, "a.png", data)
     put_input(http, "a.png", data)  # same bytes: the same name again
