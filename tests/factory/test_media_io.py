@@ -3,6 +3,9 @@ collected from the keys the real server uses, a template's declared result node,
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -283,3 +286,44 @@ def test_two_jobs_with_the_same_face_upload_it_once_and_the_clip_is_a_video_outp
     face_sha = hashlib.sha256((media / "artists" / "face.png").read_bytes()).hexdigest()
     uploaded = [u.sha256 for u in fake_comfyui.uploads()]
     assert uploaded.count(face_sha) == 1 and len(uploaded) == 3  # one face, two voices
+
+
+# --- against a real ComfyUI (opt-in) --------------------------------------------------------------
+
+REAL_COMFYUI_URL = os.environ.get("MCN_REAL_COMFYUI_URL", "")
+
+
+@pytest.mark.skipif(not REAL_COMFYUI_URL, reason="set MCN_REAL_COMFYUI_URL to a ComfyUI (e.g. on a CPU) to run this")
+@pytest.mark.timeout(300)
+def test_the_model_free_avatar_preview_runs_on_a_real_comfyui_and_its_mp4_comes_back(tmp_path):
+    """LoadImage + LoadAudio -> RepeatImageBatch -> CreateVideo(audio) -> SaveVideo, through our client."""
+    client = ComfyUIClient(REAL_COMFYUI_URL, client_id=f"mcn-io-{uuid.uuid4().hex[:8]}", read_timeout=30)
+    face, voice = tmp_path / "face.png", tmp_path / "voice.wav"
+    face.write_bytes(png_bytes(48, 48, colour="#c0392b"))
+    voice.write_bytes(wav_bytes(1.0))
+    prompt = filled(AVATAR, upload_input(client, face), upload_input(client, voice), frames=25)
+    prompt["12"]["inputs"]["filename_prefix"] = f"mcn/io-check-{uuid.uuid4().hex[:8]}"
+    # Once more: the server already has both, by name and size, so nothing is sent again.
+    assert upload_input(client, face) == prompt["1"]["inputs"]["image"]
+
+    prompt_id = str(uuid.uuid4())
+    socket = client.open_socket()
+    client.submit(prompt, prompt_id=prompt_id)
+    entry = client.wait(prompt_id, socket=socket, deadlines=Deadlines(total_seconds=240, stall_seconds=120))
+    [clip] = output_files(entry, result_node="12")
+    path = tmp_path / clip.filename
+    path.write_bytes(b"".join(client.download(clip)))
+    client.close()
+
+    assert entry["outputs"]["12"]["animated"] == [True] and clip.kind == "video"
+    if shutil.which("ffprobe"):
+        probe = json.loads(
+            subprocess.run(
+                ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert sorted(s["codec_type"] for s in probe["streams"]) == ["audio", "video"]
+        assert float(probe["format"]["duration"]) == pytest.approx(1.0, abs=0.1)  # 25 frames at 25 fps
