@@ -153,7 +153,7 @@ def rq_dashboard_context(request) -> dict:
 class JobOutputInline(ReadOnlyInline):
     model = JobOutput
     verbose_name_plural = "Outputs"
-    fields = ["preview", "file_link", "attempt", "node_id", "content_type", "file_size", "sha256"]
+    fields = ["preview", "file_link", "attempt", "node_id", "kind", "content_type", "file_size", "sha256"]
     readonly_fields = fields
 
     @admin.display(description="Preview")
@@ -510,10 +510,10 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # the version is the next free one for the name (factory.services.template_import)
-            return [(None, {"fields": ["name", "description", "gpu_pool", "workflow", "placeholders"]})]
+            return [(None, {"fields": ["name", "description", "gpu_pool", "workflow", "placeholders", "result_node"]})]
         return [
             (None, {"fields": ["name", "version", "active", "gpu_pool", "description"]}),
-            ("Workflow", {"fields": ["workflow", "placeholders"]}),
+            ("Workflow", {"fields": ["workflow", "placeholders", "result_node"]}),
             ("📊 Meta", {"fields": ["job_count", "created_by", "created_at"]}),
         ]
 
@@ -533,6 +533,7 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
             description=obj.description,
             created_by=request.user,
             gpu_pool=obj.gpu_pool,
+            result_node=obj.result_node or None,
         )
         form.instance = saved
         obj.pk, obj.version, obj.created_by, obj.created_at = (

@@ -58,7 +58,9 @@ class GpuServerUnavailable(exceptions.APIException):
 class JobOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobOutput
-        fields = ["id", "attempt", "node_id", "index", "file", "original_name", "content_type", "size", "sha256"]
+        fields = [
+            "id", "attempt", "node_id", "index", "file", "original_name", "kind", "content_type", "size", "sha256",
+        ]  # fmt: skip
 
 
 class JobEventSerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import httpx
@@ -79,6 +79,7 @@ class OutputFile:
     filename: str
     subfolder: str
     type: str
+    kind: str = "image"  # image | video | audio (factory.models.OutputKind)
 
 
 @dataclass
@@ -187,6 +188,25 @@ class ComfyUIClient:
             raise Unreachable(f"Upload of {name} refused ({response.status_code}).")
         data = response.json()
         return f"{data['subfolder']}/{data['name']}" if data.get("subfolder") else data["name"]
+
+    def input_size(self, name: str, *, subfolder: str = "mcn") -> int | None:
+        """The size of a file in the server's input folder, or None when it has none by that name.
+
+        One byte is asked for (a Range request: /view answers with the file, and aiohttp honours ranges), so
+        a large voice file is not downloaded to learn that it is there.
+        """
+        params = {"filename": name, "subfolder": subfolder, "type": "input"}
+        try:
+            with self.http.stream("GET", "/view", params=params, headers={"Range": "bytes=0-0"}) as response:
+                if response.status_code == 206:
+                    total = response.headers.get("content-range", "").rpartition("/")[2]
+                    return int(total) if total.isdigit() else None
+                if response.status_code == 200:
+                    length = response.headers.get("content-length", "")
+                    return int(length) if length.isdigit() else None
+                return None
+        except httpx.TransportError as error:
+            raise Unreachable(f"GPU server unreachable while looking for input {name}.") from error
 
     def download(self, output: OutputFile) -> Iterator[bytes]:
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
@@ -384,14 +404,45 @@ class ComfyUIClient:
         raise ExecutionFailed(f"Failed on {node}: {text}", details=details)
 
 
-def output_files(entry: dict) -> list[OutputFile]:
-    """The saved files of a finished prompt (previews in temp/ are not outputs)."""
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac"})
+
+
+def _kind(key: str, item: dict, animated: bool) -> str:
+    suffix = PurePosixPath(item["filename"]).suffix.lower()
+    if key == "audio" or suffix in AUDIO_EXTENSIONS:
+        return "audio"
+    if animated or suffix in VIDEO_EXTENSIONS or (key in ("gifs", "videos") and suffix not in {".png", ".jpg"}):
+        return "video"
+    return "image"
+
+
+def output_files(entry: dict, *, result_node: str = "") -> list[OutputFile]:
+    """The saved files of a finished prompt, each with its kind (image, video, audio).
+
+    Core video nodes (SaveVideo, SaveWEBM, SaveAnimatedWEBP/PNG) report under `images` with `animated: [true]`;
+    VideoHelperSuite's VHS_VideoCombine under `gifs`, naming the clip (its `-audio` twin when audio was
+    connected) and, as `workflow`, a first-frame PNG that is never the result. With `result_node` only that
+    node's files count (previews in temp/ included, as VHS writes there with save_output off); without,
+    every node's saved files (previews in temp/ are not outputs).
+    """
     files = []
-    for node_id, outputs in sorted(entry.get("outputs", {}).items()):
+    outputs_by_node = entry.get("outputs", {})
+    if result_node:
+        outputs_by_node = {result_node: outputs_by_node.get(result_node, {})}
+    for node_id, outputs in sorted(outputs_by_node.items()):
         index = 0
+        animated = any(outputs.get("animated") or []) if isinstance(outputs, dict) else False
         for key in ("images", "gifs", "videos", "audio"):
-            for item in outputs.get(key, []) or []:
-                if isinstance(item, dict) and item.get("filename") and item.get("type", "output") == "output":
-                    files.append(OutputFile(node_id, index, item["filename"], item.get("subfolder", ""), "output"))
+            items = [i for i in outputs.get(key, []) or [] if isinstance(i, dict) and i.get("filename")]
+            names = {i["filename"] for i in items}
+            for item in items:
+                stem, dot, ext = item["filename"].rpartition(".")
+                if key == "gifs" and f"{stem}-audio{dot}{ext}" in names:
+                    continue  # the silent twin of an `-audio` clip
+                folder = item.get("type", "output")
+                if folder == "output" or (result_node and folder == "temp"):
+                    kind = _kind(key, item, animated)
+                    files.append(OutputFile(node_id, index, item["filename"], item.get("subfolder", ""), folder, kind))
                     index += 1
     return files

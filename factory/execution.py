@@ -62,6 +62,7 @@ WRITE_ERRORS = {
 
 
 _CLIENTS: dict[str, ComfyUIClient] = {}
+UPLOAD_SUBFOLDER = "mcn"  # our inputs' folder under the server's input/
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes to the row (the final state is never throttled)
 
 
@@ -237,8 +238,7 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
         raise WorkflowRejected("Workflow cannot run on this GPU server: " + " ".join(problems))
     values = resolve_values(template.placeholders, job.params)
     for key in media_keys(template.placeholders):
-        path = services.media_path(values[key])
-        values[key] = client.upload(path, name=f"job{job.pk}-{key.lower()}{path.suffix}")
+        values[key] = upload_input(client, services.media_path(values[key]))
     workflow = inject(template.workflow, values, overrides=job.overrides)
     attempt = Job.objects.values_list("attempts", flat=True).get(pk=job.pk) + 1
     prefix_outputs(workflow, f"mcn/job{job.pk}-{attempt}")
@@ -255,6 +255,20 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     services.job_touch(job_id=job.pk, claim=job.claim)
     client.submit(workflow, prompt_id=prompt_id, client_id=socket_id)
     return _watch(job, client, prompt_id, socket=socket, client_id=socket_id)
+
+
+def upload_input(client: ComfyUIClient, path: Path) -> str:
+    """Put a media file in the server's input folder once per content: the name LoadImage/LoadAudio takes.
+
+    Named by its sha256, so the same face or voice is one file on the server however many jobs use it, and
+    a job never depends on a shared disk. The server itself is asked whether it has it (a one-byte /view):
+    a restarted or replaced GPU machine with an empty input folder gets it uploaded again. Audio goes through
+    the same /upload/image endpoint, as LoadAudio reads the same input folder.
+    """
+    name = f"{_sha256_of(path)}{path.suffix.lower()}"
+    if client.input_size(name, subfolder=UPLOAD_SUBFOLDER) == path.stat().st_size:
+        return f"{UPLOAD_SUBFOLDER}/{name}"
+    return client.upload(path, name=name, subfolder=UPLOAD_SUBFOLDER)
 
 
 def _watch(
@@ -312,7 +326,7 @@ def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:
     # other run's download is live (one presumed dead that wakes up is fenced before its rename).
     for leftover in (Path(settings.MEDIA_ROOT) / "factory" / str(job.pk)).rglob("*.tmp"):
         leftover.unlink(missing_ok=True)
-    for output in output_files(entry):
+    for output in output_files(entry, result_node=job.template.result_node if job.template else ""):
         _store(job, client, output, attempt=attempt)
     services.job_succeed(job_id=job.pk, claim=job.claim)
 
@@ -364,6 +378,7 @@ def _store(job: Job, client: ComfyUIClient, output: OutputFile, *, attempt: int)
         size=final.stat().st_size,
         sha256=sha256,
         content_type=mimetypes.guess_type(output.filename)[0] or "application/octet-stream",
+        kind=output.kind,
     )
 
 

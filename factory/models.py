@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from factory.templating import template_problems
+from factory.templating import result_node_problems, template_problems
 
 
 class PlaceholderType(models.TextChoices):
@@ -39,6 +39,12 @@ class WorkflowTemplate(models.Model):
         help_text='Declared parameters: {"SEED": {"type": "int", "default": 0}, "PROMPT": {"type": "string"}}.',
     )
     active = models.BooleanField(default=True)
+    result_node = models.CharField(
+        max_length=50,
+        blank=True,
+        help_text="The node whose saved file is the job's result (e.g. the SaveVideo). Required when the workflow "
+        "saves files from several nodes; only this node's files are collected.",
+    )
     gpu_pool = models.SlugField(
         max_length=50,
         blank=True,
@@ -64,6 +70,7 @@ class WorkflowTemplate(models.Model):
         from factory.queues import pool_problem  # factory.queues imports this module
 
         problems = template_problems(self.workflow, self.placeholders)
+        problems += result_node_problems(self.workflow, self.result_node) if not problems else []
         if problems:
             raise ValidationError(problems)
         problem = pool_problem(self.gpu_pool)
@@ -212,6 +219,12 @@ class JobEvent(models.Model):
         return f"{self.job}: {self.kind}"
 
 
+class OutputKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    VIDEO = "video", "Video"  # a clip: MP4/WebM, and animated WebP/GIF/PNG
+    AUDIO = "audio", "Audio"
+
+
 class JobOutput(models.Model):
     """A file a job produced, copied into our media storage (never served from ComfyUI)."""
 
@@ -222,6 +235,9 @@ class JobOutput(models.Model):
     file = models.FileField(upload_to="factory/", max_length=300)
     original_name = models.CharField(max_length=300, blank=True)
     content_type = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(
+        max_length=10, choices=OutputKind.choices, blank=True, help_text="A still, a clip or a sound ('' = older row)."
+    )
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

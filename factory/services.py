@@ -29,6 +29,7 @@ from factory.models import (
     JobOutput,
     JobStatus,
     Lane,
+    OutputKind,
     WorkflowTemplate,
 )
 from factory.signals import job_changed
@@ -39,6 +40,7 @@ from factory.templating import (
     inject,
     is_ui_format,
     media_keys,
+    output_nodes,
     resolve_values,
 )
 
@@ -570,6 +572,7 @@ def job_record_output(
     size: int,
     sha256: str,
     content_type: str,
+    kind: str = "",
 ) -> JobOutput:
     """Attach a file already written (atomically) under MEDIA_ROOT; a repeat returns the existing row.
 
@@ -587,12 +590,19 @@ def job_record_output(
             "size": size,
             "sha256": sha256,
             "content_type": content_type,
+            "kind": kind or _output_kind(content_type),
         },
     )
     if created:
         _event(job_id, "output", f"Saved {name} ({size} bytes).", file=stored_name, sha256=sha256)
         _announce(job_id, event="output")
     return output
+
+
+def _output_kind(content_type: str) -> str:
+    """image | video | audio from a MIME type (a caller that knows better, e.g. an animated WebP, says so)."""
+    family = content_type.partition("/")[0]
+    return family if family in OutputKind.values else ""
 
 
 def _finish(job_id: int, claim, status: str, **fields) -> None:
@@ -755,6 +765,11 @@ def _succeeded_ids(ids: list[int]) -> set[int]:
     return set(Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).values_list("pk", flat=True))
 
 
+def _only_output_node(workflow) -> str:
+    candidates = list(output_nodes(workflow))
+    return candidates[0] if len(candidates) == 1 else ""
+
+
 @transaction.atomic
 def template_import(
     *,
@@ -764,8 +779,12 @@ def template_import(
     description: str = "",
     created_by=None,
     gpu_pool: str | None = None,
+    result_node: str | None = None,
 ) -> WorkflowTemplate:
     """Save a workflow as the next version of template `name`.
+
+    `result_node` names the node whose file is the job's result; left out, the workflow's only output node
+    is taken, and a workflow saving files from several nodes is refused with them named.
 
     Placeholder types are inferred from where each `{{KEY}}` stands, and any
     given in `placeholders` win. A UI-format export is refused with how to export the API format.
@@ -794,6 +813,7 @@ def template_import(
         description=description,
         created_by=created_by,
         gpu_pool=(latest.gpu_pool if latest else "") if gpu_pool is None else gpu_pool,
+        result_node=str(result_node or "") or _only_output_node(workflow),
     )
     template.full_clean()
     template.save()

@@ -12,6 +12,9 @@ import re
 from collections.abc import Callable
 
 PLACEHOLDER_RE = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
+# Almost a placeholder: spaces inside, lower case, one brace missing ({{ WIDTH }}, {{height}}, {WIDTH}, {{WIDTH}).
+# A single-brace word counts only in capitals: "{name}" may be a prompt's own text.
+_NEAR_MISS_RE = re.compile(r"(\{\{?)\s*([A-Za-z][A-Za-z0-9_]*)\s*(\}\}?)")
 TYPES = ("string", "int", "float", "bool", "image", "audio")
 MEDIA_TYPES = frozenset({"image", "audio"})
 _TRUE = {"true", "1", "yes", "on"}
@@ -50,6 +53,64 @@ def _strings(tree):
 
 def find_placeholders(workflow) -> set[str]:
     return {key for text in _strings(workflow) for key in PLACEHOLDER_RE.findall(text)}
+
+
+def near_miss_placeholders(workflow) -> list[str]:
+    """Text that looks meant as a `{{KEY}}` placeholder but is not one, each with where it stands and the fix."""
+    found = []
+    for node_id, node in workflow.items() if isinstance(workflow, dict) else []:
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        for name, value in inputs.items() if isinstance(inputs, dict) else []:
+            for text in _strings(value):
+                for match in _NEAR_MISS_RE.finditer(text):
+                    opening, word, closing = match.groups()
+                    if PLACEHOLDER_RE.fullmatch(match.group(0)):
+                        continue
+                    if opening == "{" and closing == "}" and not word.isupper():
+                        continue
+                    fix = "{{" + word.upper() + "}}"
+                    found.append(f'"{match.group(0)}" in node {node_id} ({name}): write {fix}')
+    return found
+
+
+def output_nodes(workflow) -> dict[str, str]:
+    """Node id -> class of every node that saves a file (it has a `filename_prefix`), in numeric id order."""
+    found = {
+        str(node_id): node["class_type"]
+        for node_id, node in (workflow.items() if isinstance(workflow, dict) else [])
+        if isinstance(node, dict)
+        and isinstance(node.get("inputs"), dict)
+        and isinstance(node["inputs"].get("filename_prefix"), str)
+    }
+    return dict(sorted(found.items(), key=lambda item: _node_order(item[0])))
+
+
+def _node_order(node_id: str) -> tuple:
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def result_node_problems(workflow, result_node: str) -> list[str]:
+    """Why `result_node` cannot name the shot's result of `workflow` ("" = undeclared: fine if unambiguous)."""
+    if not isinstance(workflow, dict):
+        return []
+    candidates = output_nodes(workflow)
+    listed = ", ".join(f"{node_id} ({cls})" for node_id, cls in candidates.items())
+    if not result_node:
+        if len(candidates) > 1:
+            return [
+                f"The workflow saves files from several nodes: {listed}. Declare which one is the result "
+                "(--result-node, or result_node in the manifest)."
+            ]
+        return []
+    if result_node not in workflow:
+        return [f"Result node {result_node}: the workflow has no such node (output nodes: {listed or 'none'})."]
+    if result_node not in candidates:
+        node = workflow[result_node]
+        return [
+            f"Result node {result_node} ({node.get('class_type') if isinstance(node, dict) else '?'}) saves no "
+            f"file (no filename_prefix); output nodes: {listed or 'none'}."
+        ]
+    return []
 
 
 def infer_declarations(workflow) -> dict[str, dict]:
@@ -104,6 +165,8 @@ def template_problems(workflow, declared) -> list[str]:
                 coerce(key, spec["type"], spec["default"])
             except InjectionError as error:
                 problems += [f"Default of {p}" for p in error.problems]
+    if near := near_miss_placeholders(workflow):
+        problems.append("Near-miss placeholders (not filled in, sent to ComfyUI as written): " + "; ".join(near) + ".")
     used = find_placeholders(workflow)
     if undeclared := sorted(used - set(declared)):
         problems.append(f"Placeholders used but not declared: {', '.join(undeclared)}.")

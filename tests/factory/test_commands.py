@@ -42,7 +42,8 @@ def test_import_workflow_prints_the_placeholders_with_their_types():
     out = command("import_workflow", str(PORTRAIT_API), "--name", "portrait", "--description", "Example B")
 
     assert out.strip() == (
-        "Imported portrait v1: 5 nodes; placeholders: HEIGHT (int), INPUT_IMAGE (image), SEED (int), WIDTH (int)."
+        "Imported portrait v1: 5 nodes; placeholders: HEIGHT (int), INPUT_IMAGE (image), SEED (int), WIDTH (int); "
+        "result: node 5 (SaveImage)."
     )
     template = WorkflowTemplate.objects.get(name="portrait")
     assert template.description == "Example B" and template.workflow["2"]["inputs"]["width"] == "{{WIDTH}}"

@@ -56,8 +56,9 @@ def test_a_job_runs_end_to_end_through_a_real_worker(fake_comfyui, start_worker,
     assert submitted.prompt["3"]["inputs"]["seed"] == 123456789
     assert submitted.prompt["2"]["inputs"]["width"] == 32
     assert submitted.prompt["5"]["inputs"]["filename_prefix"] == f"mcn/job{job.pk}-1/portrait"
-    # The face was uploaded and the name ComfyUI returned went into LoadImage.
-    assert submitted.prompt["1"]["inputs"]["image"].endswith(f"job{job.pk}-input_image.png")
+    # The face was uploaded (named by its content) and the name ComfyUI returned went into LoadImage.
+    face_sha = hashlib.sha256((Path(settings.MEDIA_ROOT) / face).read_bytes()).hexdigest()
+    assert submitted.prompt["1"]["inputs"]["image"] == f"mcn/{face_sha}.png"
 
     [output] = job.outputs.all()
     stored = Path(settings.MEDIA_ROOT) / output.file.name
