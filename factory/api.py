@@ -299,8 +299,7 @@ class WorkflowTemplateViewSet(viewsets.ReadOnlyModelViewSet):
             raise GpuServerUnavailable(f"The GPU server at {url} gave no node catalogue ({error}).") from error
         if not isinstance(info, dict):
             raise GpuServerUnavailable(f"The GPU server at {url} gave no node catalogue.")
-        workflow = template.workflow if isinstance(template.workflow, dict) else {}
-        problems = preflight.workflow_problems(workflow, info)
+        problems = preflight.template_problems(template, info)
         return Response({"template": template.pk, "server": url, "ok": not problems, "problems": problems})
 
 

@@ -230,8 +230,8 @@ def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClie
 def _attempt(job: Job, client: ComfyUIClient) -> dict:
     template = job.template
     # Preflight (cached): a missing node or model is a config error before any GPU time.
-    problems = preflight.workflow_problems(
-        template.workflow, preflight.object_info(client, max_age=settings.FACTORY_PREFLIGHT_CACHE_SECONDS)
+    problems = preflight.template_problems(
+        template, preflight.object_info(client, max_age=settings.FACTORY_PREFLIGHT_CACHE_SECONDS)
     )
     if problems:
         raise WorkflowRejected("Workflow cannot run on this GPU server: " + " ".join(problems))

@@ -764,12 +764,14 @@ def template_import(
     description: str = "",
     created_by=None,
     gpu_pool: str | None = None,
+    manifest: dict | None = None,
 ) -> WorkflowTemplate:
     """Save a workflow as the next version of template `name`.
 
     Placeholder types are inferred from where each `{{KEY}}` stands, and any
     given in `placeholders` win. A UI-format export is refused with how to export the API format.
-    The GPU pool is the previous version's unless `gpu_pool` is given ("" = the default pool).
+    The GPU pool is the previous version's unless `gpu_pool` is given ("" = the default pool); likewise the
+    manifest (model files, time budget) unless `manifest` is given.
     """
     if is_ui_format(workflow):
         raise ValidationError(UI_FORMAT_HELP, code="ui_format")
@@ -794,6 +796,7 @@ def template_import(
         description=description,
         created_by=created_by,
         gpu_pool=(latest.gpu_pool if latest else "") if gpu_pool is None else gpu_pool,
+        manifest=(latest.manifest if latest else {}) if manifest is None else manifest,
     )
     template.full_clean()
     template.save()

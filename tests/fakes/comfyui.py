@@ -479,6 +479,12 @@ _SOURCE_NODES: dict[str, dict] = {
     ),
 }
 
+# Real /object_info entries of the video-model nodes (Wan image-to-video, InfiniteTalk's loaders), captured from
+# ComfyUI 0.3.64 without models (their combos list no files): preflight tests check inputs against them.
+_REAL_SUBSET: dict[str, dict] = json.loads(
+    (Path(__file__).with_name("object_info_subset.json")).read_text(encoding="utf-8")
+)["nodes"]
+
 _MODEL_FOLDERS = (  # GET /models, as captured
     "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
     "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models", "custom_nodes",
@@ -759,7 +765,11 @@ class FakeComfyUI:
         self._models = list(models)
         self._device: dict[str, Any] = {}
         self._set_device(device_name, vram_total, vram_free, torch_vram_total, torch_vram_free)
-        self._nodes: dict[str, dict] = {**copy.deepcopy(_CAPTURED_NODES), **copy.deepcopy(_SOURCE_NODES)}
+        self._nodes: dict[str, dict] = {
+            **copy.deepcopy(_REAL_SUBSET),
+            **copy.deepcopy(_CAPTURED_NODES),
+            **copy.deepcopy(_SOURCE_NODES),
+        }
         for info in (extra_nodes or {}).values():
             self._nodes[info["name"]] = copy.deepcopy(info)
 
