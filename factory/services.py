@@ -536,6 +536,14 @@ def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str
         return cursor.fetchone()
 
 
+@transaction.atomic
+def job_note(*, job_id: int, claim, kind: str, message: str, **data) -> None:
+    """Add to the job's trail what its worker saw (a long node, a stall, an interrupt, a retry), as a heartbeat;
+    ClaimLost if `claim` no longer holds the job (a worker presumed dead writes nothing)."""
+    _hold(job_id, claim)
+    _event(job_id, kind, message, **data)
+
+
 def job_touch(*, job_id: int, claim) -> bool:
     """The worker's heartbeat: returns whether cancel was asked; ClaimLost if `claim` no longer holds the job.
 

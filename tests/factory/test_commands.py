@@ -16,6 +16,7 @@ from django.utils import timezone
 from factory import services
 from factory.models import Job, JobStatus, WorkflowTemplate
 from tests.factories import make_job, make_media_file, make_template, png_bytes
+from tests.factory.test_preflight import WAN_MANIFEST
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -94,15 +95,7 @@ VIDEO_MANIFEST = {
     "time_budget_seconds": 900,
     "gpu_pool": "video",
     "defaults": {"UNET": "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "WIDTH": 32},
-    "models": [
-        {
-            "file": "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-            "folder": "diffusion_models",
-            "bytes": 14_300_000_000,
-            "licence": "Apache-2.0",
-            "source": "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
-        }
-    ],
+    "models": WAN_MANIFEST["models"],
 }
 
 

@@ -1,5 +1,7 @@
 """Preflight: a workflow checked against the node catalogue of a (fake) ComfyUI before any GPU time."""
 
+import os
+
 import pytest
 
 from factory import preflight
@@ -313,3 +315,20 @@ def test_problems_are_listed_in_numeric_node_order(client):
         "Node 9 (EmptyImage): input 'height' is 0, below this server's minimum 1.",
         "Node 10 (EmptyImage): input 'width' is 0, below this server's minimum 1.",
     ]
+
+
+@pytest.mark.skipif(not os.environ.get("MCN_REAL_COMFYUI_URL"), reason="set MCN_REAL_COMFYUI_URL to a real ComfyUI")
+def test_a_real_comfyui_names_the_old_wan_wiring_as_the_fake_does():
+    # The fake's Wan entries are a capture: a real server (0.3.64) must still declare the same inputs.
+    real = ComfyUIClient(os.environ["MCN_REAL_COMFYUI_URL"], client_id="mcn-preflight-real")
+    try:
+        info = real.object_info()
+    finally:
+        real.close()
+    workflow = wan_i2v(image=["4", 0])
+    del workflow["12"]["inputs"]["length"]
+
+    problems = preflight.workflow_problems(workflow, info, placeholders=WAN_PLACEHOLDERS)
+
+    assert "Node 12 (WanImageToVideo): required input 'length' is missing." in problems
+    assert any(p.startswith("Node 12 (WanImageToVideo): input 'image' does not exist") for p in problems)

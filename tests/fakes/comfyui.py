@@ -783,6 +783,7 @@ class FakeComfyUI:
         self._die_mid_run = False
         self._finish_before_ws = False
         self._silent_socket = False
+        self._queue_unanswered = False
         self._refuse_connections = False
         self._http_500_remaining = 0
         self._accept_then_timeout: list[float] = []
@@ -911,6 +912,11 @@ class FakeComfyUI:
         "While True, no websocket frame at all is sent (not even the first `status`); execution and history "
         "go on normally.",
     )
+    queue_unanswered = _knob(
+        "queue_unanswered",
+        "While True, GET /queue holds its reply (a stuck server: its queue no longer answers); every other route "
+        "and the running prompt go on. Setting it back to False lets the held replies go.",
+    )
     del _knob
 
     @property
@@ -959,6 +965,7 @@ class FakeComfyUI:
             self._die_mid_run = False
             self._finish_before_ws = False
             self._silent_socket = False
+            self._queue_unanswered = False
             self._http_500_remaining = 0
             self._accept_then_timeout = []
             self._node_faults = []
@@ -1511,6 +1518,10 @@ class FakeComfyUI:
         return self._json(request, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     async def _get_queue(self, request: web.Request) -> web.Response:
+        for _ in range(600):  # at most 30 s, so a test's server still stops
+            if not self._queue_unanswered:
+                break
+            await asyncio.sleep(0.05)
         return self._json(request, self._queue_json(self._state))
 
     async def _post_queue(self, request: web.Request) -> web.Response:
