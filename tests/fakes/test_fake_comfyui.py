@@ -1143,3 +1143,23 @@ def test_an_interrupt_cuts_prompt_seconds_short(fake, http):
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
     [execution] = fake.executions()
     assert not execution.success and execution.ended - execution.started < 5
+
+
+def test_queue_unanswered_holds_get_queue_until_cleared(fake, http):
+    fake.queue_unanswered = True
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/queue", timeout=0.5)
+    assert http.get("/history").status_code == 200  # only the queue is stuck
+
+    fake.queue_unanswered = False
+    assert http.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+
+
+def test_the_wan_nodes_are_served_as_a_real_0_3_64_declares_them(http):
+    node = http.get("/object_info/WanImageToVideo").json()["WanImageToVideo"]
+    assert node["input_order"] == {
+        "required": ["positive", "negative", "vae", "width", "height", "length", "batch_size"],
+        "optional": ["clip_vision_output", "start_image"],
+    }
+    assert node["output"] == ["CONDITIONING", "CONDITIONING", "LATENT"]
+    assert http.get("/object_info/UNETLoader").json()["UNETLoader"]["input"]["required"]["unet_name"] == [[]]
