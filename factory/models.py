@@ -70,6 +70,8 @@ class WorkflowTemplate(models.Model):
     def clean(self) -> None:
         from factory.queues import pool_problem  # factory.queues imports this module
 
+        if self.manifest is None:  # a blank manifest box in the admin: no manifest
+            self.manifest = {}
         problems = template_problems(self.workflow, self.placeholders) + manifest_problems(self.manifest)
         if problems:
             raise ValidationError(problems)
