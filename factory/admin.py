@@ -510,10 +510,25 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # the version is the next free one for the name (factory.services.template_import)
-            return [(None, {"fields": ["name", "description", "gpu_pool", "workflow", "placeholders", "result_node"]})]
+            return [
+                (
+                    None,
+                    {
+                        "fields": [
+                            "name",
+                            "description",
+                            "gpu_pool",
+                            "workflow",
+                            "placeholders",
+                            "result_node",
+                            "manifest",
+                        ]
+                    },
+                )
+            ]
         return [
             (None, {"fields": ["name", "version", "active", "gpu_pool", "description"]}),
-            ("Workflow", {"fields": ["workflow", "placeholders", "result_node"]}),
+            ("Workflow", {"fields": ["workflow", "placeholders", "result_node", "manifest"]}),
             ("📊 Meta", {"fields": ["job_count", "created_by", "created_at"]}),
         ]
 
@@ -534,6 +549,7 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
             created_by=request.user,
             gpu_pool=obj.gpu_pool,
             result_node=obj.result_node or None,
+            manifest=obj.manifest,
         )
         form.instance = saved
         obj.pk, obj.version, obj.created_by, obj.created_at = (
@@ -582,12 +598,12 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
             )
             return
         for template in queryset:
-            problems = preflight.workflow_problems(template.workflow, info)
+            problems = preflight.template_problems(template, info)
             if problems:
                 self.message_user(request, f"✗ {template}: {' '.join(problems)}", messages.ERROR)
             else:
                 self.message_user(
-                    request, f"✓ {template}: every node type and model is installed on {url}.", messages.SUCCESS
+                    request, f"✓ {template}: every node, input and model checks out on {url}.", messages.SUCCESS
                 )
 
 

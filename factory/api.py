@@ -126,7 +126,7 @@ class WorkflowTemplateSerializer(serializers.ModelSerializer):
 class PreflightSerializer(serializers.Serializer):
     template = serializers.IntegerField(help_text="The template checked.")
     server = serializers.CharField(help_text="The GPU server asked (COMFYUI_URL).")
-    ok = serializers.BooleanField(help_text="Every node type and model the workflow names is installed.")
+    ok = serializers.BooleanField(help_text="Every node type, input and model the workflow names checks out.")
     problems = serializers.ListField(child=serializers.CharField(), help_text="What is missing, in words.")
 
 
@@ -247,8 +247,9 @@ class WorkflowTemplateViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         tags=["factory"],
         summary="Preflight a template against the GPU server (ops)",
-        description="Asks the GPU server (COMFYUI_URL) which node types and models it has installed and names "
-        "what this workflow needs that it lacks. A server that cannot be reached, or that answers with no "
+        description="Asks the GPU server (COMFYUI_URL) for its node catalogue (/object_info) and names what in "
+        "this workflow does not fit it: node types, inputs, link types, number limits, models (with where to get "
+        "one the template's manifest lists). A server that cannot be reached, or that answers with no "
         "node catalogue, is a 503 `gpu_server_unreachable`.",
         request=None,
         responses={
@@ -301,8 +302,7 @@ class WorkflowTemplateViewSet(viewsets.ReadOnlyModelViewSet):
             raise GpuServerUnavailable(f"The GPU server at {url} gave no node catalogue ({error}).") from error
         if not isinstance(info, dict):
             raise GpuServerUnavailable(f"The GPU server at {url} gave no node catalogue.")
-        workflow = template.workflow if isinstance(template.workflow, dict) else {}
-        problems = preflight.workflow_problems(workflow, info)
+        problems = preflight.template_problems(template, info)
         return Response({"template": template.pk, "server": url, "ok": not problems, "problems": problems})
 
 

@@ -279,6 +279,7 @@ class ComfyUIClient:
         on_progress: Callable[[Progress], None] = lambda p: None,
         should_cancel: Callable[[], bool] = lambda: False,
         before_interrupt: Callable[[], object] = lambda: None,
+        on_long_node: Callable[[str, float], object] = lambda node, seconds: None,
         clock: Callable[[], float] = time.monotonic,
         client_id: str | None = None,
         borrowed: bool = False,
@@ -291,6 +292,12 @@ class ComfyUIClient:
         silences ours, so silence on a borrowed id is first answered by reopening, once, not by an interrupt.
         `before_interrupt()` runs before each interrupt this wait sends (cancel, stall, deadline): it raises
         to leave the prompt alone, when the caller may no longer touch it (another worker took it over).
+
+        Silence is not a stall by itself: a video model's single node (a sampling window, a VAE decode of
+        hundreds of frames) runs for minutes without an event. After `stall_seconds` of silence the server is
+        asked: one that answers and still runs the prompt is busy (`on_long_node(node, silent_seconds)`), and
+        is waited for until `total_seconds` (the template's time budget) is spent; one that does not answer,
+        or whose queue no longer runs the prompt while its history has no entry, is stuck: interrupted, Stalled.
         """
         started = last_sign = clock()
         next_poll = started  # poll at once: it may have finished before the socket opened
@@ -310,20 +317,44 @@ class ComfyUIClient:
                 if now - started > deadlines.total_seconds:
                     before_interrupt()
                     self.interrupt(prompt_id)
-                    raise Stalled(f"Timed out after {deadlines.total_seconds:.0f} s; cancelled on the GPU server.")
+                    raise Stalled(
+                        f"Timed out after {deadlines.total_seconds:.0f} s (the time budget); "
+                        "cancelled on the GPU server.",
+                        details={"node": progress.node, "interrupted": True, "prompt_id": prompt_id},
+                    )
                 if heard and now - last_sign > deadlines.stall_seconds and borrowed and not reopened:
                     with contextlib.suppress(Exception):
                         socket.close()
                     socket, heard, reopened = self.open_socket(client_id=client_id), False, True
                     continue
                 if heard and now - last_sign > deadlines.stall_seconds:
+                    try:
+                        where = self.locate(prompt_id)
+                    except Unreachable:
+                        where = None  # it answers no more: stuck (a server that is down also broke the socket)
+                    if where is not None and where.state == "done":
+                        return self._outcome(where.history)
+                    if where is not None and where.state in ("running", "pending"):
+                        if where.state == "running":
+                            on_long_node(progress.node, now - last_sign)
+                        last_sign = clock()  # busy, not stuck: asked again after another stall_seconds
+                        continue
                     before_interrupt()
                     self.interrupt(prompt_id)
+                    reason = "the GPU server does not answer" if where is None else "its queue no longer runs it"
                     raise Stalled(
-                        f"Stalled: no progress for {deadlines.stall_seconds:.0f} s; cancelled on the GPU server.",
-                        details={"node": progress.node},
+                        f"Stalled: no progress for {deadlines.stall_seconds:.0f} s and {reason}; "
+                        "cancelled on the GPU server.",
+                        details={"node": progress.node, "interrupted": True, "prompt_id": prompt_id},
                     )
-                if now >= next_poll:
+                if now >= next_poll and heard:
+                    # The socket speaks, so the server lives: /history says when it is done, and /queue is
+                    # asked only when a silence needs explaining (above), so a /queue that hangs is a stall.
+                    next_poll = now + deadlines.poll_seconds
+                    entry = self.history(prompt_id)
+                    if entry:
+                        return self._outcome(entry)
+                elif now >= next_poll:
                     next_poll = now + deadlines.poll_seconds
                     where = self.locate(prompt_id)
                     if where.state == "pending":

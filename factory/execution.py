@@ -83,9 +83,16 @@ def client_for(base_url: str) -> ComfyUIClient:
     return _CLIENTS[base_url]
 
 
-def deadlines() -> Deadlines:
+def time_budget(template) -> float:
+    """Seconds an attempt of `template` may run: its manifest's time_budget_seconds, else FACTORY_JOB_DEADLINE;
+    never past rq's own timeout, which would kill the worker mid-download instead."""
+    budget = (getattr(template, "manifest", None) or {}).get("time_budget_seconds") or settings.FACTORY_JOB_DEADLINE
+    return min(float(budget), settings.RQ_DEFAULT_TIMEOUT - 60)
+
+
+def deadlines(template=None) -> Deadlines:
     return Deadlines(
-        total_seconds=settings.FACTORY_JOB_DEADLINE,
+        total_seconds=time_budget(template),
         stall_seconds=settings.FACTORY_STALL_SECONDS,
         poll_seconds=settings.FACTORY_POLL_SECONDS,
     )
@@ -182,15 +189,35 @@ def _drive(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
             services.job_touch(job_id=job.pk, claim=job.claim)  # ClaimLost: the server is the new holder's now
             server.free(unload_models=True, free_memory=True)
         except Stalled as error:
+            _note_stall(job, server, error)
             if stall_retried or services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):
                 raise
             stall_retried = True
             log.warning("job %s: %s; retrying once", job.pk, error.message)
+            services.job_note(
+                job_id=job.pk, claim=job.claim, kind="retry", message="Retrying once after the stall: a new attempt."
+            )
         except GaveUp:
             raise
         except PromptLost:
             log.warning("job %s: prompt lost on the server; new attempt", job.pk)
     _collect(job, server, entry)
+
+
+def _note_stall(job: Job, server: ComfyUIClient, error: Stalled) -> None:
+    """The stall and its interrupt in the job's trail (the log alone is lost with the worker's output)."""
+    node = error.details.get("node") or ""
+    services.job_note(job_id=job.pk, claim=job.claim, kind="stalled", message=error.message, node=node)
+    if error.details.get("interrupted"):
+        prompt_id = error.details.get("prompt_id", "")
+        services.job_note(
+            job_id=job.pk,
+            claim=job.claim,
+            kind="interrupted",
+            message=f"Prompt {prompt_id} interrupted on {server.base_url} (by its id, nothing else).",
+            prompt_id=prompt_id,
+            server=server.base_url,
+        )
 
 
 def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClient) -> dict | None:
@@ -231,8 +258,8 @@ def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClie
 def _attempt(job: Job, client: ComfyUIClient) -> dict:
     template = job.template
     # Preflight (cached): a missing node or model is a config error before any GPU time.
-    problems = preflight.workflow_problems(
-        template.workflow, preflight.object_info(client, max_age=settings.FACTORY_PREFLIGHT_CACHE_SECONDS)
+    problems = preflight.template_problems(
+        template, preflight.object_info(client, max_age=settings.FACTORY_PREFLIGHT_CACHE_SECONDS)
     )
     if problems:
         raise WorkflowRejected("Workflow cannot run on this GPU server: " + " ".join(problems))
@@ -277,6 +304,8 @@ def _watch(
     last_write = 0.0
     last_touch = time.monotonic()
     cancel_asked = False
+    budget = deadlines(job.template)
+    long_nodes: set[str] = set()
 
     def on_progress(progress: Progress) -> None:
         nonlocal last_write, last_touch, cancel_asked
@@ -302,11 +331,27 @@ def _watch(
         last_touch = now
         return services.job_touch(job_id=job.pk, claim=job.claim)
 
+    def on_long_node(node: str, seconds: float) -> None:
+        # Once per node and attempt: the wait asks again every FACTORY_STALL_SECONDS while the node runs.
+        if node in long_nodes:
+            return
+        long_nodes.add(node)
+        services.job_note(
+            job_id=job.pk,
+            claim=job.claim,
+            kind="long_node",
+            message=f"Node {node or '?'}: no progress event for {seconds:.0f} s, but the GPU server still runs the "
+            f"prompt: waiting (time budget {budget.total_seconds:.0f} s).",
+            node=node,
+            seconds=round(seconds, 1),
+        )
+
     try:
         return client.wait(
             prompt_id,
             socket=socket,
-            deadlines=deadlines(),
+            deadlines=budget,
+            on_long_node=on_long_node,
             on_progress=on_progress,
             should_cancel=should_cancel,
             # Before any /interrupt (cancel, stall, deadline): the prompt may be another worker's by now.

@@ -6,7 +6,6 @@ imports each template as a version of the template of that name, once: re-runnin
 changed file makes a new version. Plain files and factory services only: factory imports no app.
 """
 
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,17 +98,6 @@ def _pool(manifest: dict) -> str:
     return pool if pool in settings.MCN_GPU_POOLS else ""
 
 
-def _extra_fields(entry: LibraryEntry) -> dict:
-    """result_node and manifest, for a WorkflowTemplate (and template_import) that have them."""
-    accepted = inspect.signature(template_import).parameters
-    extra = {}
-    if "result_node" in accepted:
-        extra["result_node"] = entry.manifest["result_node"]
-    if "manifest" in accepted:
-        extra["manifest"] = {k: v for k, v in entry.manifest.items() if k not in OWN_KEYS}
-    return extra
-
-
 @transaction.atomic
 def library_install(
     *, names: list[str] | None = None, directory: Path = LIBRARY_DIR
@@ -130,7 +118,8 @@ def library_install(
             "placeholders": entry.placeholders,
             "description": entry.manifest.get("description", ""),
             "gpu_pool": _pool(entry.manifest),
-            **_extra_fields(entry),
+            "result_node": entry.manifest["result_node"],
+            "manifest": {k: v for k, v in entry.manifest.items() if k not in OWN_KEYS},
         }
         # Race: two installs at once; template_import's lock and the (name, version) constraint keep versions apart.
         latest = WorkflowTemplate.objects.filter(name=entry.name, active=True).order_by("-version").first()

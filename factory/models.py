@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from factory.templating import result_node_problems, template_problems
+from factory.templating import manifest_problems, result_node_problems, template_problems
 
 
 class PlaceholderType(models.TextChoices):
@@ -37,6 +37,13 @@ class WorkflowTemplate(models.Model):
         default=dict,
         blank=True,
         help_text='Declared parameters: {"SEED": {"type": "int", "default": 0}, "PROMPT": {"type": "string"}}.',
+    )
+    manifest = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='From <name>.manifest.json: {"step", "fps", "time_budget_seconds", "defaults", "models": '
+        '[{"file", "folder", "bytes", "licence", "source"}]}. Preflight names a missing model file and where to '
+        "get it; the watch loop waits time_budget_seconds for a long silent node.",
     )
     active = models.BooleanField(default=True)
     result_node = models.CharField(
@@ -69,7 +76,9 @@ class WorkflowTemplate(models.Model):
     def clean(self) -> None:
         from factory.queues import pool_problem  # factory.queues imports this module
 
-        problems = template_problems(self.workflow, self.placeholders)
+        if self.manifest is None:  # a blank manifest box in the admin: no manifest
+            self.manifest = {}
+        problems = template_problems(self.workflow, self.placeholders) + manifest_problems(self.manifest)
         problems += result_node_problems(self.workflow, self.result_node) if not problems else []
         if problems:
             raise ValidationError(problems)

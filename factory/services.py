@@ -538,6 +538,14 @@ def _update_returning(job: Job, fields: tuple[str, ...], *, returning: tuple[str
         return cursor.fetchone()
 
 
+@transaction.atomic
+def job_note(*, job_id: int, claim, kind: str, message: str, **data) -> None:
+    """Add to the job's trail what its worker saw (a long node, a stall, an interrupt, a retry), as a heartbeat;
+    ClaimLost if `claim` no longer holds the job (a worker presumed dead writes nothing)."""
+    _hold(job_id, claim)
+    _event(job_id, kind, message, **data)
+
+
 def job_touch(*, job_id: int, claim) -> bool:
     """The worker's heartbeat: returns whether cancel was asked; ClaimLost if `claim` no longer holds the job.
 
@@ -780,6 +788,7 @@ def template_import(
     created_by=None,
     gpu_pool: str | None = None,
     result_node: str | None = None,
+    manifest: dict | None = None,
 ) -> WorkflowTemplate:
     """Save a workflow as the next version of template `name`.
 
@@ -788,7 +797,8 @@ def template_import(
 
     Placeholder types are inferred from where each `{{KEY}}` stands, and any
     given in `placeholders` win. A UI-format export is refused with how to export the API format.
-    The GPU pool is the previous version's unless `gpu_pool` is given ("" = the default pool).
+    The GPU pool is the previous version's unless `gpu_pool` is given ("" = the default pool); likewise the
+    manifest (model files, time budget) unless `manifest` is given.
     """
     if is_ui_format(workflow):
         raise ValidationError(UI_FORMAT_HELP, code="ui_format")
@@ -814,6 +824,7 @@ def template_import(
         created_by=created_by,
         gpu_pool=(latest.gpu_pool if latest else "") if gpu_pool is None else gpu_pool,
         result_node=str(result_node or "") or _only_output_node(workflow),
+        manifest=(latest.manifest if latest else {}) if manifest is None else manifest,
     )
     template.full_clean()
     template.save()

@@ -175,6 +175,25 @@ def template_problems(workflow, declared) -> list[str]:
     return problems
 
 
+def manifest_problems(manifest) -> list[str]:
+    """Why a template's manifest (the rest of <name>.manifest.json) cannot be used; empty when it is fine."""
+    if not isinstance(manifest, dict):
+        return ['The manifest must be an object such as {"models": [...], "time_budget_seconds": 900}.']
+    problems = []
+    budget = manifest.get("time_budget_seconds")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0):
+        problems.append(f"Manifest: time_budget_seconds must be a positive number of seconds, not {budget!r}.")
+    models = manifest.get("models", [])
+    if not isinstance(models, list):
+        return [*problems, "Manifest: models must be a list of model files."]
+    for number, model in enumerate(models, start=1):
+        if not isinstance(model, dict) or not model.get("file") or not model.get("folder"):
+            problems.append(f"Manifest: model {number} needs at least a file name and a models folder.")
+        elif model.get("bytes") is not None and type(model["bytes"]) is not int:
+            problems.append(f"Manifest: model {model['file']}: bytes must be a whole number.")
+    return problems
+
+
 def coerce(key: str, kind: str, value):
     """`value` as the declared type, accepting the text forms a command line gives."""
     try:

@@ -421,6 +421,23 @@ def test_a_template_change_page_keeps_name_and_version_and_saves_the_rest(ops):
     assert (template.name, template.version) == ("portrait", 1)
 
 
+def test_a_template_change_page_saves_a_manifest_and_refuses_a_bad_one_with_the_reason(ops):
+    template = make_template(name="wan-i2v")
+    client = login(ops)
+    url = reverse("admin:factory_workflowtemplate_change", args=[template.pk])
+    data = form_data(client.get(url))
+    manifest = {"time_budget_seconds": 900, "models": [{"file": "wan.safetensors", "folder": "diffusion_models"}]}
+
+    bad = client.post(url, {**data, "manifest": json.dumps({"time_budget_seconds": "soon"})})
+    assert bad.status_code == 200
+    assert "Manifest: time_budget_seconds must be a positive number of seconds, not &#x27;soon&#x27;." in (
+        bad.content.decode()
+    )
+    response = client.post(url, {**data, "manifest": json.dumps(manifest)})
+    assert response.status_code == 302, error_text(response)
+    assert WorkflowTemplate.objects.get(pk=template.pk).manifest == manifest
+
+
 def test_saving_a_template_unchanged_keeps_its_workflow_exactly(ops):
     # The textarea shows links on one line (["1", 0]); text that merely looks like a list must survive as typed.
     workflow = {

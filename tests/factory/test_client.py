@@ -228,20 +228,69 @@ def test_a_silent_socket_still_finishes_through_history_polling(fake_comfyui, cl
     assert len(fake_comfyui.requests("GET", f"/history/{prompt_id}")) >= 1
 
 
-def test_a_hung_prompt_stalls_and_is_interrupted_by_its_id(fake_comfyui, client):
+def test_a_hung_prompt_the_server_still_runs_is_waited_for_until_the_time_budget(fake_comfyui, client):
+    # Silence alone proves nothing (a video node runs for minutes without an event): the server still answers
+    # and runs the prompt, so it is busy until the budget (total_seconds) is spent; then interrupted by its id.
     fake_comfyui.hang_after_start = True
     prompt_id = new_id()
     socket = client.open_socket()
     client.submit(basic(), prompt_id=prompt_id)
+    long_nodes = []
+
+    with pytest.raises(Stalled) as caught:
+        client.wait(
+            prompt_id,
+            socket=socket,
+            deadlines=Deadlines(total_seconds=3, stall_seconds=1, poll_seconds=0.2),
+            on_long_node=lambda node, seconds: long_nodes.append((node, seconds)),
+        )
+
+    assert caught.value.kind == "stalled"
+    assert caught.value.message == "Timed out after 3 s (the time budget); cancelled on the GPU server."
+    assert caught.value.details == {"node": "1", "interrupted": True, "prompt_id": prompt_id}
+    assert [node for node, _ in long_nodes] == ["1"] * len(long_nodes) and len(long_nodes) >= 1
+    assert all(seconds > 1 for _, seconds in long_nodes)
+    assert fake_comfyui.interrupts() == [prompt_id]
+    assert fake_comfyui.wait_for_history(prompt_id)["status"]["messages"][-1][0] == "execution_interrupted"
+
+
+def test_a_node_silent_longer_than_the_stall_deadline_is_a_long_node_not_a_stall(fake_comfyui, client):
+    fake_comfyui.node_seconds = 1.5  # each of the nodes: silent 1.5 s, the stall deadline is 1 s
+    prompt_id = new_id()
+    socket = client.open_socket()
+    client.submit(basic("long"), prompt_id=prompt_id)
+    long_nodes = []
+
+    entry = client.wait(
+        prompt_id,
+        socket=socket,
+        deadlines=Deadlines(total_seconds=30, stall_seconds=1, poll_seconds=0.2),
+        on_long_node=lambda node, seconds: long_nodes.append(node),
+    )
+
+    assert entry["status"]["status_str"] == "success"
+    assert fake_comfyui.interrupts() == []
+    assert long_nodes and set(long_nodes) <= set(basic())
+
+
+def test_a_silent_prompt_on_a_server_whose_queue_no_longer_answers_is_stuck_and_interrupted(fake_comfyui, client):
+    fake_comfyui.hang_after_start = True
+    prompt_id = new_id()
+    socket = client.open_socket()
+    client.submit(basic(), prompt_id=prompt_id)
+    fake_comfyui.wait_for_node(prompt_id, "1")
+    # Once the wait has heard the socket: from then on the server's queue holds every answer.
+    stop_answering = threading.Timer(0.5, lambda: setattr(fake_comfyui, "queue_unanswered", True))
+    stop_answering.start()
 
     with pytest.raises(Stalled) as caught:
         client.wait(prompt_id, socket=socket, deadlines=Deadlines(stall_seconds=1, poll_seconds=0.2))
 
-    assert caught.value.kind == "stalled"
-    assert caught.value.message.startswith("Stalled: no progress for 1 s")
-    assert caught.value.details == {"node": "1"}
+    assert caught.value.message == (
+        "Stalled: no progress for 1 s and the GPU server does not answer; cancelled on the GPU server."
+    )
+    assert caught.value.details == {"node": "1", "interrupted": True, "prompt_id": prompt_id}
     assert fake_comfyui.interrupts() == [prompt_id]
-    assert fake_comfyui.wait_for_history(prompt_id)["status"]["messages"][-1][0] == "execution_interrupted"
 
 
 def test_waiting_in_the_servers_queue_is_not_a_stall(fake_comfyui, client):
@@ -354,6 +403,14 @@ def test_a_borrowed_socket_id_forgotten_by_comfyui_is_reopened_not_taken_for_a_s
         assert wait()["status"]["status_str"] == "success"
         assert fake_comfyui.interrupts() == []
         assert len(fake_comfyui.requests("GET", "/ws")) == 3  # A's, B's, and B's again once it went quiet
-    else:  # an id of our own: silence after hearing is a stall, as it always was
-        with pytest.raises(Stalled):
-            wait()
+    else:  # an id of our own: silence after hearing, but the server still runs the prompt: waited for, not a stall
+        long_nodes = []
+        entry = client.wait(
+            prompt_id,
+            socket=socket,
+            deadlines=deadlines,
+            client_id="mcn-worker-a-1-1",
+            on_long_node=lambda node, seconds: long_nodes.append(node),
+        )
+        assert entry["status"]["status_str"] == "success"
+        assert fake_comfyui.interrupts() == [] and long_nodes

@@ -2,6 +2,7 @@
 reconcile_jobs."""
 
 import io
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.utils import timezone
 from factory import services
 from factory.models import Job, JobStatus, WorkflowTemplate
 from tests.factories import make_job, make_media_file, make_template, png_bytes
+from tests.factory.test_preflight import WAN_MANIFEST
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -81,7 +83,80 @@ def test_import_workflow_of_invalid_json_or_a_missing_file_is_a_clear_error(tmp_
     assert not WorkflowTemplate.objects.exists()
 
 
+VIDEO = {  # Wan image-to-video's model half: a loader whose file the manifest names
+    "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "{{UNET}}", "weight_dtype": "default"}},
+    "2": {"class_type": "EmptyImage", "inputs": {"width": "{{WIDTH}}", "height": 24, "batch_size": 1, "color": 0}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "flat"}},
+}
+VIDEO_MANIFEST = {
+    "name": "wan-i2v",
+    "description": "Wan 2.2 image-to-video",
+    "step": "motion",
+    "fps": 16,
+    "time_budget_seconds": 900,
+    "gpu_pool": "video",
+    "defaults": {"UNET": "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "WIDTH": 32},
+    "models": WAN_MANIFEST["models"],
+}
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_import_workflow_reads_the_manifest_beside_the_workflow(tmp_path):
+    workflow = write_json(tmp_path / "wan_i2v.json", VIDEO)
+    write_json(tmp_path / "wan_i2v.manifest.json", VIDEO_MANIFEST)
+
+    out = command("import_workflow", str(workflow), "--name", "wan-i2v")
+
+    template = WorkflowTemplate.objects.get(name="wan-i2v")
+    assert "manifest: 1 model file(s)" in out
+    assert "GPU pool video is not declared here" in out  # no video pool on this site: the default one runs it
+    assert template.gpu_pool == ""
+    assert template.description == "Wan 2.2 image-to-video"
+    assert template.manifest["models"] == VIDEO_MANIFEST["models"]
+    assert template.manifest["time_budget_seconds"] == 900 and template.manifest["fps"] == 16
+    assert template.placeholders["UNET"] == {"type": "string", "default": VIDEO_MANIFEST["defaults"]["UNET"]}
+    assert template.placeholders["WIDTH"] == {"type": "int", "default": 32}
+
+
+def test_import_workflow_takes_a_manifest_named_on_the_command_line_and_refuses_a_bad_one(tmp_path):
+    workflow = write_json(tmp_path / "video.json", VIDEO)
+    good = write_json(tmp_path / "elsewhere.json", VIDEO_MANIFEST)
+    command("import_workflow", str(workflow), "--name", "wan-i2v", "--manifest", str(good))
+    assert WorkflowTemplate.objects.get(name="wan-i2v").manifest["models"] == VIDEO_MANIFEST["models"]
+
+    bad = write_json(tmp_path / "bad.json", {**VIDEO_MANIFEST, "time_budget_seconds": -5, "models": [{"file": "x"}]})
+    with pytest.raises(CommandError) as caught:
+        command("import_workflow", str(workflow), "--name", "wan-i2v", "--manifest", str(bad))
+    assert str(caught.value) == (
+        "Manifest: time_budget_seconds must be a positive number of seconds, not -5. "
+        "Manifest: model 1 needs at least a file name and a models folder."
+    )
+    with pytest.raises(CommandError, match=r"Cannot read .*nowhere\.json"):
+        command("import_workflow", str(workflow), "--name", "wan-i2v", "--manifest", str(tmp_path / "nowhere.json"))
+    assert WorkflowTemplate.objects.filter(name="wan-i2v").count() == 1  # nothing half-imported
+
+
 # --- check_factory -------------------------------------------------------------------------------
+
+
+def test_check_factory_says_which_model_file_to_put_where(fake_comfyui, tmp_path):
+    write_json(tmp_path / "wan_i2v.manifest.json", VIDEO_MANIFEST)
+    command("import_workflow", str(write_json(tmp_path / "wan_i2v.json", VIDEO)), "--name", "wan-i2v")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError):
+        call_command("check_factory", "--comfyui-url", fake_comfyui.url, stdout=out)
+
+    assert out.getvalue().splitlines()[1:] == [
+        "✗ wan-i2v v1",
+        "    Node 1 (UNETLoader): unet_name 'wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors' is not installed on "
+        "the GPU server: put wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors (14.3 GB) in models/diffusion_models "
+        "(licence Apache-2.0, from https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged).",
+    ]
 
 
 def test_check_factory_ticks_a_template_the_server_can_run(fake_comfyui):

@@ -31,8 +31,8 @@ from tests.fakes.comfyui import FakeComfyUI
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def enqueue(workflow: dict = BASIC, name: str = "basic", **params) -> Job:
-    services.template_import(name=name, workflow=workflow)
+def enqueue(workflow: dict = BASIC, name: str = "basic", manifest: dict | None = None, **params) -> Job:
+    services.template_import(name=name, workflow=workflow, manifest=manifest)
     return services.job_enqueue(template=name, params=params or {"WIDTH": 64}, subject="post.1/shot.1")
 
 
@@ -330,15 +330,24 @@ def test_out_of_memory_twice_fails_as_oom(fake_comfyui, start_worker):
 # --- row 5c: ComfyUI hangs -----------------------------------------------------------------------------------
 
 
-def test_a_hung_prompt_is_interrupted_retried_once_and_then_fails_stalled(fake_comfyui, start_worker):
-    fake_comfyui.hang_after_start = True  # stays on: the retry hangs too
-    start_worker(fake_comfyui.url)
-    job = enqueue()
+def trail(job: Job) -> list[str]:
+    """The job's events a person reads about its watch: long nodes, stalls, interrupts, retries."""
+    kinds = {"long_node", "stalled", "interrupted", "retry"}
+    return [kind for kind in job.events.values_list("kind", flat=True) if kind in kinds]
 
-    job = wait_for(lambda: finished(job.pk), what="the job to stall twice")
+
+def test_a_hung_prompt_is_waited_for_until_the_templates_budget_then_interrupted_retried_once_and_failed(
+    fake_comfyui, start_worker
+):
+    # The server answers and runs the prompt: a long node, not a stall, until the manifest's 6 s budget is spent.
+    fake_comfyui.hang_after_start = True  # stays on: the retry hangs too
+    start_worker(fake_comfyui.url, env={"FACTORY_STALL_SECONDS": "1"})
+    job = enqueue(manifest={"time_budget_seconds": 6})
+
+    job = wait_for(lambda: finished(job.pk), what="the job to time out twice")
 
     assert job.status == JobStatus.FAILED and job.error_kind == ErrorKind.STALLED
-    assert job.error_message.startswith("Stalled: no progress for 4 s")
+    assert job.error_message == "Timed out after 6 s (the time budget); cancelled on the GPU server."
     first, second = submitted_ids(job)
     # Each hung prompt was interrupted by its own id (never a global interrupt) and dropped from the queue.
     assert fake_comfyui.interrupts() == [first, second]
@@ -346,6 +355,56 @@ def test_a_hung_prompt_is_interrupted_retried_once_and_then_fails_stalled(fake_c
     assert job.attempts == 2 and [p.prompt_id for p in fake_comfyui.prompts_submitted()] == [first, second]
     for prompt_id in (first, second):
         assert fake_comfyui.wait_for_history(prompt_id)["status"]["messages"][-1][0] == "execution_interrupted"
+    # The trail says what happened: per attempt a long node, then the budget's stall and its interrupt.
+    assert trail(job) == ["long_node", "stalled", "interrupted", "retry", "long_node", "stalled", "interrupted"]
+    assert job.events.filter(kind="interrupted").first().message == (
+        f"Prompt {first} interrupted on {fake_comfyui.url} (by its id, nothing else)."
+    )
+    assert_invariants(job, fake_comfyui)
+
+
+def test_a_node_silent_past_the_stall_deadline_while_the_server_runs_it_succeeds_with_a_long_node_in_the_trail(
+    fake_comfyui, start_worker
+):
+    fake_comfyui.node_seconds = 2.5  # per node, no event meanwhile: a video model's sampling window or decode
+    start_worker(fake_comfyui.url, env={"FACTORY_STALL_SECONDS": "1"})
+    job = enqueue()
+
+    job = wait_for(lambda: finished(job.pk), what="the job to finish")
+
+    assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
+    assert fake_comfyui.interrupts() == [] and job.attempts == 1
+    assert set(trail(job)) == {"long_node"}
+    note = job.events.filter(kind="long_node").first()
+    assert re.fullmatch(
+        r"Node \d+: no progress event for \d+ s, but the GPU server still runs the prompt: waiting "
+        r"\(time budget 60 s\)\.",
+        note.message,
+    ), note.message
+    assert_invariants(job, fake_comfyui)
+
+
+def test_a_server_whose_queue_stops_answering_is_stuck_interrupted_and_retried_in_the_trail(fake_comfyui, start_worker):
+    fake_comfyui.hang_after_start = True
+    start_worker(fake_comfyui.url, env={"FACTORY_STALL_SECONDS": "1"})
+    job = running_on_the_server(enqueue().pk, fake_comfyui)
+    # The worker's first look (history, then queue) is over once it asks /history a second time.
+    fake_comfyui.wait_for_request("GET", f"/history/{job.prompt_id}", count=2, timeout=10)
+    fake_comfyui.queue_unanswered = True  # stuck: silent, and its queue holds every answer
+    fake_comfyui.wait_until(fake_comfyui.interrupts, 20, "the stuck prompt to be interrupted")
+    fake_comfyui.hang_after_start = fake_comfyui.queue_unanswered = False  # the retry runs on a healthy server
+
+    job = wait_for(lambda: finished(job.pk), what="the retry to finish")
+
+    assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
+    first, _second = submitted_ids(job)
+    assert fake_comfyui.interrupts() == [first]
+    assert trail(job)[:3] == ["stalled", "interrupted", "retry"]
+    stalled = job.events.get(kind="stalled")
+    assert stalled.message == (
+        "Stalled: no progress for 1 s and the GPU server does not answer; cancelled on the GPU server."
+    )
+    assert stalled.data == {"node": "1"}
     assert_invariants(job, fake_comfyui)
 
 

@@ -1,5 +1,7 @@
 """Preflight: a workflow checked against the node catalogue of a (fake) ComfyUI before any GPU time."""
 
+import os
+
 import pytest
 
 from factory import preflight
@@ -102,7 +104,7 @@ def test_a_model_the_server_does_not_offer_is_named(fake_comfyui, client):
 def test_placeholders_and_links_are_not_checked_as_combo_values(fake_comfyui, client):
     fake_comfyui.set_models([])
     workflow = txt2img(ckpt="{{MODEL}}", sampler="{{SAMPLER}}")
-    workflow["5"]["inputs"]["scheduler"] = ["9", 0]  # fed by another node: a link, not a value
+    workflow["5"]["inputs"]["seed"] = ["9", 0]  # fed by another node: a link, not a value
     workflow["9"] = {"class_type": "PrimitiveInt", "inputs": {"value": 1}}
     workflow["1"]["inputs"]["ckpt_name"] = "models/{{MODEL}}.safetensors"  # a placeholder inside text too
 
@@ -166,3 +168,167 @@ def test_object_info_is_cached_per_server_for_max_age(fake_comfyui, client):
         finally:
             preflight.forget(other.url)
             other_client.close()
+
+
+# --- inputs against the server's catalogue (the real 0.3.64 entries in tests/fakes/object_info_subset.json) ---
+
+WAN_MANIFEST = {
+    "step": "motion",
+    "models": [
+        {
+            "file": "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+            "folder": "diffusion_models",
+            "bytes": 14_300_000_000,
+            "licence": "Apache-2.0",
+            "source": "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+        }
+    ],
+}
+
+
+def wan_i2v(**node12) -> dict:
+    """Wan 2.2 image-to-video with core nodes, as the library wires it (start image, 81 frames)."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "{{UNET}}", "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "{{CLIP}}", "type": "wan"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}},
+        "4": {"class_type": "LoadImage", "inputs": {"image": "{{SOURCE_IMAGE}}"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{PROMPT}}", "clip": ["2", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["2", 0]}},
+        "12": {
+            "class_type": "WanImageToVideo",
+            "inputs": {
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "vae": ["3", 0],
+                "width": "{{WIDTH}}",
+                "height": 480,
+                "length": 81,
+                "batch_size": 1,
+                "start_image": ["4", 0],
+                **node12,
+            },
+        },
+    }
+
+
+WAN_PLACEHOLDERS = {
+    "UNET": {"type": "string"},
+    "CLIP": {"type": "string"},
+    "SOURCE_IMAGE": {"type": "image"},
+    "PROMPT": {"type": "string"},
+    "WIDTH": {"type": "int", "default": 832},
+}
+
+
+def test_a_well_wired_video_workflow_has_no_problems(client):
+    assert preflight.workflow_problems(wan_i2v(), catalogue(client), placeholders=WAN_PLACEHOLDERS) == []
+
+
+def test_the_old_wan_i2v_wiring_is_named_input_by_input(client):
+    # The old stack's wan_i2v.json fed the core WanImageToVideo the wrapper's inputs: "image", "num_frames".
+    workflow = wan_i2v(image=["4", 0], num_frames=81)
+    del workflow["12"]["inputs"]["start_image"], workflow["12"]["inputs"]["length"]
+
+    problems = preflight.workflow_problems(workflow, catalogue(client), placeholders=WAN_PLACEHOLDERS)
+
+    inputs = "positive, negative, vae, width, height, length, batch_size, clip_vision_output?, start_image?"
+    assert problems == [
+        "Node 12 (WanImageToVideo): required input 'length' is missing.",
+        f"Node 12 (WanImageToVideo): input 'image' does not exist on this server's WanImageToVideo (inputs: {inputs}).",
+        "Node 12 (WanImageToVideo): input 'num_frames' does not exist on this server's WanImageToVideo "
+        f"(inputs: {inputs}).",
+    ]
+
+
+def test_a_link_of_the_wrong_type_or_to_nowhere_is_named(client):
+    workflow = wan_i2v(vae=["2", 0], negative=["7", 3], start_image=["99", 0])
+
+    problems = preflight.workflow_problems(workflow, catalogue(client), placeholders=WAN_PLACEHOLDERS)
+
+    assert problems == [
+        "Node 12 (WanImageToVideo): input 'negative' links to output 3 of node 7, which has 1.",
+        "Node 12 (WanImageToVideo): input 'vae' takes VAE but is linked to output 0 of node 2 (CLIPLoader), "
+        "which gives CLIP.",
+        "Node 12 (WanImageToVideo): input 'start_image' links to node 99, which the workflow does not have.",
+    ]
+
+
+def test_numbers_outside_the_servers_limits_and_defaults_that_do_not_fit_are_named(client):
+    workflow = wan_i2v(height=8, length=1.5, batch_size="two")
+    placeholders = {**WAN_PLACEHOLDERS, "WIDTH": {"type": "int", "default": 20000}}
+
+    problems = preflight.workflow_problems(workflow, catalogue(client), placeholders=placeholders)
+
+    assert problems == [
+        "Node 12 (WanImageToVideo): input 'width' is 20000, above this server's maximum 16384.",
+        "Node 12 (WanImageToVideo): input 'height' is 8, below this server's minimum 16.",
+        "Node 12 (WanImageToVideo): input 'length' takes a whole number, not 1.5.",
+        "Node 12 (WanImageToVideo): input 'batch_size' takes a whole number, not 'two'.",
+    ]
+    # A placeholder declared as text where the server wants a number fails every job: said now.
+    placeholders["WIDTH"] = {"type": "string"}
+    assert preflight.workflow_problems(wan_i2v(), catalogue(client), placeholders=placeholders) == [
+        "Node 12 (WanImageToVideo): input 'width' takes a number but {{WIDTH}} is declared string."
+    ]
+
+
+def test_a_missing_model_says_which_file_to_put_where_from_the_manifest(client):
+    workflow = wan_i2v()
+    workflow["1"]["inputs"]["unet_name"] = "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"
+    workflow["8"] = {
+        "class_type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["1", 0], "lora_name": "{{LORA_NAME}}", "strength_model": 1.0},
+    }
+    placeholders = {**WAN_PLACEHOLDERS, "LORA_NAME": {"type": "string", "default": "wardrobe_red.safetensors"}}
+
+    info = catalogue(client)
+    problems = preflight.workflow_problems(workflow, info, placeholders=placeholders, manifest=WAN_MANIFEST)
+
+    assert problems == [
+        "Node 1 (UNETLoader): unet_name 'wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors' is not installed on the "
+        "GPU server: put wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors (14.3 GB) in models/diffusion_models "
+        "(licence Apache-2.0, from https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged).",
+        # A LoRA default the server does not list (no manifest entry: no hint).
+        "Node 8 (LoraLoaderModelOnly): lora_name 'wardrobe_red.safetensors' is not installed on the GPU server.",
+    ]
+
+
+def test_an_installed_model_passes(fake_comfyui, client):
+    info = catalogue(client)
+    info["UNETLoader"]["input"]["required"]["unet_name"][0] = ["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"]
+    workflow = wan_i2v()
+    workflow["1"]["inputs"]["unet_name"] = "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"
+
+    assert preflight.workflow_problems(workflow, info, placeholders=WAN_PLACEHOLDERS, manifest=WAN_MANIFEST) == []
+
+
+def test_problems_are_listed_in_numeric_node_order(client):
+    workflow = {
+        "10": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 8, "batch_size": 1, "color": 0}},
+        "9": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 0, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "NoSuchNode", "inputs": {}},
+    }
+
+    assert preflight.workflow_problems(workflow, catalogue(client)) == [
+        "Node 2: node type NoSuchNode is not installed on the GPU server.",
+        "Node 9 (EmptyImage): input 'height' is 0, below this server's minimum 1.",
+        "Node 10 (EmptyImage): input 'width' is 0, below this server's minimum 1.",
+    ]
+
+
+@pytest.mark.skipif(not os.environ.get("MCN_REAL_COMFYUI_URL"), reason="set MCN_REAL_COMFYUI_URL to a real ComfyUI")
+def test_a_real_comfyui_names_the_old_wan_wiring_as_the_fake_does():
+    # The fake's Wan entries are a capture: a real server (0.3.64) must still declare the same inputs.
+    real = ComfyUIClient(os.environ["MCN_REAL_COMFYUI_URL"], client_id="mcn-preflight-real")
+    try:
+        info = real.object_info()
+    finally:
+        real.close()
+    workflow = wan_i2v(image=["4", 0])
+    del workflow["12"]["inputs"]["length"]
+
+    problems = preflight.workflow_problems(workflow, info, placeholders=WAN_PLACEHOLDERS)
+
+    assert "Node 12 (WanImageToVideo): required input 'length' is missing." in problems
+    assert any(p.startswith("Node 12 (WanImageToVideo): input 'image' does not exist") for p in problems)

@@ -554,6 +554,7 @@ STALE_WRITES = {
     "job_succeed": {"require_output": False},
     "job_fail": {"kind": ErrorKind.EXECUTION, "message": "The old worker's verdict."},
     "job_wait_and_retry": {"kind": ErrorKind.UNREACHABLE, "message": "GPU server unreachable."},
+    "job_note": {"kind": "long_node", "message": "Node 3: no progress event for 130 s."},
 }
 
 
@@ -578,6 +579,16 @@ def test_a_stale_claim_token_is_refused_by_every_worker_side_service(service, dj
     assert list(job.events.values_list("pk", flat=True)) == events and not job.outputs.exists() and not heard
     # The holder's own token still works.
     assert services.job_progress(job_id=job.pk, claim=taken.claim, node="3", value=1, maximum=2, percent=50) is False
+
+
+def test_job_note_adds_to_the_trail_of_the_job_its_claim_holds_and_is_a_heartbeat():
+    job = running_job(heartbeat_at=timezone.now() - timedelta(minutes=5))
+
+    services.job_note(job_id=job.pk, claim=job.claim, kind="long_node", message="Node 3: silent 130 s.", node="3")
+
+    event = job.events.get(kind="long_node")
+    assert (event.message, event.data) == ("Node 3: silent 130 s.", {"node": "3"})
+    assert Job.objects.get(pk=job.pk).heartbeat_at > timezone.now() - timedelta(seconds=5)
 
 
 def test_a_job_back_in_the_queue_refuses_its_last_holder():

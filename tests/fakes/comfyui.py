@@ -645,6 +645,11 @@ VHS_NODES: dict[str, dict] = {  # FakeComfyUI(extra_nodes=VHS_NODES): ComfyUI-Vi
 }
 # Inputs of a video model node (WanImageToVideo, WanInfiniteTalkToVideo, ...) that give the clip's frame count.
 _FRAME_COUNT_INPUTS = ("length", "num_frames", "frame_count", "video_length")
+# Real /object_info entries of the video-model nodes (Wan image-to-video, InfiniteTalk's loaders), captured from
+# ComfyUI 0.3.64 without models (their combos list no files): preflight tests check inputs against them.
+_REAL_SUBSET: dict[str, dict] = json.loads(
+    (Path(__file__).with_name("object_info_subset.json")).read_text(encoding="utf-8")
+)["nodes"]
 
 _MODEL_FOLDERS = (  # GET /models, as captured
     "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
@@ -961,7 +966,11 @@ class FakeComfyUI:
         self._models = list(models)
         self._device: dict[str, Any] = {}
         self._set_device(device_name, vram_total, vram_free, torch_vram_total, torch_vram_free)
-        self._nodes: dict[str, dict] = {**copy.deepcopy(_CAPTURED_NODES), **copy.deepcopy(_SOURCE_NODES)}
+        self._nodes: dict[str, dict] = {
+            **copy.deepcopy(_REAL_SUBSET),
+            **copy.deepcopy(_CAPTURED_NODES),
+            **copy.deepcopy(_SOURCE_NODES),
+        }
         for info in (extra_nodes or {}).values():
             self._nodes[info["name"]] = copy.deepcopy(info)
 
@@ -975,6 +984,7 @@ class FakeComfyUI:
         self._die_mid_run = False
         self._finish_before_ws = False
         self._silent_socket = False
+        self._queue_unanswered = False
         self._refuse_connections = False
         self._http_500_remaining = 0
         self._accept_then_timeout: list[float] = []
@@ -1105,6 +1115,11 @@ class FakeComfyUI:
         "While True, no websocket frame at all is sent (not even the first `status`); execution and history "
         "go on normally.",
     )
+    queue_unanswered = _knob(
+        "queue_unanswered",
+        "While True, GET /queue holds its reply (a stuck server: its queue no longer answers); every other route "
+        "and the running prompt go on. Setting it back to False lets the held replies go.",
+    )
     del _knob
 
     @property
@@ -1153,6 +1168,7 @@ class FakeComfyUI:
             self._die_mid_run = False
             self._finish_before_ws = False
             self._silent_socket = False
+            self._queue_unanswered = False
             self._http_500_remaining = 0
             self._accept_then_timeout = []
             self._node_faults = []
@@ -1712,6 +1728,10 @@ class FakeComfyUI:
         return self._json(request, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
 
     async def _get_queue(self, request: web.Request) -> web.Response:
+        for _ in range(600):  # at most 30 s, so a test's server still stops
+            if not self._queue_unanswered:
+                break
+            await asyncio.sleep(0.05)
         return self._json(request, self._queue_json(self._state))
 
     async def _post_queue(self, request: web.Request) -> web.Response:

@@ -1352,3 +1352,23 @@ def test_uploads_are_recorded_and_a_restart_can_lose_the_input_folder(fake, http
     errors = answer.json()["node_errors"]
     assert errors["1"]["errors"][0]["details"] == "image - Invalid image file: a.png"
     assert errors["2"]["errors"][0]["details"] == "audio - Invalid audio file: v.wav"
+
+
+def test_queue_unanswered_holds_get_queue_until_cleared(fake, http):
+    fake.queue_unanswered = True
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/queue", timeout=0.5)
+    assert http.get("/history").status_code == 200  # only the queue is stuck
+
+    fake.queue_unanswered = False
+    assert http.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+
+
+def test_the_wan_nodes_are_served_as_a_real_0_3_64_declares_them(http):
+    node = http.get("/object_info/WanImageToVideo").json()["WanImageToVideo"]
+    assert node["input_order"] == {
+        "required": ["positive", "negative", "vae", "width", "height", "length", "batch_size"],
+        "optional": ["clip_vision_output", "start_image"],
+    }
+    assert node["output"] == ["CONDITIONING", "CONDITIONING", "LATENT"]
+    assert http.get("/object_info/UNETLoader").json()["UNETLoader"]["input"]["required"]["unet_name"] == [[]]

@@ -8,7 +8,10 @@ from factory.models import WorkflowTemplate
 
 
 class Command(BaseCommand):
-    help = "Check the ComfyUI server answers and every active template's nodes and models are installed on it."
+    help = (
+        "Check the ComfyUI server answers and every active template's nodes, inputs and models check out on it "
+        "(against its /object_info)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--comfyui-url", default=settings.COMFYUI_URL)
@@ -34,7 +37,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No active template named {template}.")
         failed = 0
         for tpl in templates:
-            problems = preflight.workflow_problems(tpl.workflow, info)
+            problems = preflight.template_problems(tpl, info)
             if problems:
                 failed += 1
                 self.stdout.write(self.style.ERROR(f"✗ {tpl}"))
