@@ -358,6 +358,7 @@ def test_progress_is_pushed_to_the_posts_group_as_job_progress():
             "job_id": job.pk,
             "status": "running",
             "render": False,
+            "step": "picture",
             "node": "5",
             "value": 10,
             "max": 20,
@@ -393,7 +394,14 @@ def test_a_finished_job_pushes_post_changed_then_job_finished():
 
     assert heard == [
         {"event": "post.changed", "version": 1, "by": "", "kind": "storyboard", "note": "Shot 1: picture ready"},
-        {"event": "job.finished", "shot_id": shot.pk, "job_id": job.pk, "status": "succeeded", "error": None},
+        {
+            "event": "job.finished",
+            "shot_id": shot.pk,
+            "job_id": job.pk,
+            "status": "succeeded",
+            "error": None,
+            "step": "picture",
+        },
     ]
     shot.refresh_from_db()
     assert shot.status == ShotStatus.READY
@@ -418,4 +426,5 @@ def test_a_failed_job_pushes_its_error():
         "job_id": job.pk,
         "status": "failed",
         "error": {"kind": "oom", "message": "Out of GPU memory on gpu-1."},
+        "step": "picture",
     }
