@@ -5,7 +5,14 @@ keys, status codes, empty-body 200s and websocket event order. It runs prompts t
 does: validation with type coercion and the real 400 shapes, a topological order that prefers output
 nodes, the per-signature execution cache (an unchanged node is not run again, and SaveImage then writes no
 new file), `executing{node: null}` as the end marker, history written before the last `status`. Node work
-is simulated; SaveImage and PreviewImage write real small PNGs under `root`.
+is simulated; SaveImage and PreviewImage write real small PNGs under `root`. Video outputs are real files
+made with ffmpeg (imageio-ffmpeg's binary): SaveVideo (MP4, h264 + AAC of the LoadAudio file CreateVideo got,
+cut to the frames), SaveWEBM, SaveAnimatedWEBP/PNG (`images` + `animated: [true]`), and VideoHelperSuite's
+VHS_VideoCombine with `extra_nodes=VHS_NODES` (`gifs`: the clip, its `-audio` twin, the first-frame PNG as
+`workflow`). A clip has the frames of its image batch (EmptyImage batch_size, RepeatImageBatch amount, a
+`length`/`num_frames`/`frame_count` input of a video model node, else the audio's length at the node's fps
+or 25) at the fps of CreateVideo/SaveWEBM/VHS. Uploads are recorded (`uploads()`: name, subfolder, type,
+sha256); `restart(lose_inputs=True)` is a fresh machine behind the same URL.
 
 The server runs in a background thread with its own event loop, so clients in other processes (rq
 workers) use it over HTTP like the real one. Every state change happens in that loop; tests read state
@@ -37,12 +44,15 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import mimetypes
 import os
 import random
+import re
 import shutil
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +60,7 @@ import time
 import traceback
 import urllib.parse
 import uuid
+import wave
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -61,7 +72,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from tests.fakes.loop_server import start_runner
 
-__all__ = ["Execution", "FakeComfyUI", "RecordedRequest", "SubmittedPrompt"]
+__all__ = ["VHS_NODES", "Execution", "FakeComfyUI", "RecordedRequest", "SubmittedPrompt", "Upload"]
 
 log = logging.getLogger(__name__)
 
@@ -479,12 +490,172 @@ _SOURCE_NODES: dict[str, dict] = {
     ),
 }
 
+
+def _output_node(info: dict) -> dict:
+    info["input"]["hidden"] = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
+    info["input_order"]["hidden"] = ["prompt", "extra_pnginfo"]
+    info["output_node"] = True
+    return info
+
+
+_SOURCE_NODES.update(
+    {
+        "LoadAudio": _v1_info(  # [source] comfy_extras/nodes_audio.py; the option list is input/'s audio and video
+            "LoadAudio", "Load Audio", "audio", "", {"audio": [[], {"audio_upload": True}]}, ["AUDIO"],
+            python_module="comfy_extras.nodes_audio",
+        ),
+        "RepeatImageBatch": _v1_info(  # [source] comfy_extras/nodes_images.py
+            "RepeatImageBatch", "RepeatImageBatch", "image/batch", "",
+            {"image": ["IMAGE"], "amount": ["INT", {"default": 1, "min": 1, "max": 4096}]}, ["IMAGE"],
+            python_module="comfy_extras.nodes_images",
+        ),
+        "SaveAnimatedWEBP": _output_node(
+            _v1_info(  # [source] comfy_extras/nodes_images.py
+                "SaveAnimatedWEBP", "SaveAnimatedWEBP", "image/animation", "",
+                {
+                    "images": ["IMAGE"],
+                    "filename_prefix": ["STRING", {"default": "ComfyUI"}],
+                    "fps": ["FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0, "step": 0.01}],
+                    "lossless": ["BOOLEAN", {"default": True}],
+                    "quality": ["INT", {"default": 80, "min": 0, "max": 100}],
+                    "method": [["default", "fastest", "slowest"]],
+                },
+                [], python_module="comfy_extras.nodes_images",
+            )
+        ),
+        "SaveAnimatedPNG": _output_node(
+            _v1_info(  # [source] comfy_extras/nodes_images.py
+                "SaveAnimatedPNG", "SaveAnimatedPNG", "image/animation", "",
+                {
+                    "images": ["IMAGE"],
+                    "filename_prefix": ["STRING", {"default": "ComfyUI"}],
+                    "fps": ["FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0, "step": 0.01}],
+                    "compress_level": ["INT", {"default": 4, "min": 0, "max": 9}],
+                },
+                [], python_module="comfy_extras.nodes_images",
+            )
+        ),
+    }
+)  # fmt: skip
+
+
+def _v3_info(
+    name: str,
+    display_name: str | None,
+    description: str,
+    required: dict,
+    outputs: list[str],
+    *,
+    optional: dict | None = None,
+    output_node: bool = False,
+    experimental: bool = False,
+) -> dict:
+    """GET_NODE_INFO_V1() of a new-style (V3) node, as comfy_api builds it (dumped from 0.3.64's source)."""
+    inputs: dict = {"required": required}
+    order: dict = {"required": list(required)}
+    if optional:
+        inputs["optional"] = optional
+        order["optional"] = list(optional)
+    if output_node:
+        inputs["hidden"] = {"prompt": ["PROMPT"], "extra_pnginfo": ["EXTRA_PNGINFO"]}
+        order["hidden"] = ["prompt", "extra_pnginfo"]
+    return {
+        "input": inputs, "input_order": order, "output": outputs, "output_is_list": [False] * len(outputs),
+        "output_name": list(outputs), "output_tooltips": [None] * len(outputs), "name": name,
+        "display_name": display_name, "description": description, "python_module": "comfy_extras.nodes_video",
+        "category": "image/video", "output_node": output_node, "deprecated": False, "experimental": experimental,
+        "api_node": False,
+    }  # fmt: skip
+
+
+_PREFIX_TOOLTIP = (
+    "The prefix for the file to save. This may include formatting information such as %date:yyyy-MM-dd% or "
+    "%Empty Latent Image.width% to include values from nodes."
+)
+_SOURCE_NODES.update(
+    {
+        "CreateVideo": _v3_info(  # [source] comfy_extras/nodes_video.py
+            "CreateVideo", "Create Video", "Create a video from images.",
+            {
+                "images": ["IMAGE", {"tooltip": "The images to create a video from."}],
+                "fps": ["FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0}],
+            },
+            ["VIDEO"], optional={"audio": ["AUDIO", {"tooltip": "The audio to add to the video."}]},
+        ),
+        "SaveVideo": _v3_info(  # [source] comfy_extras/nodes_video.py
+            "SaveVideo", "Save Video", "Saves the input images to your ComfyUI output directory.",
+            {
+                "video": ["VIDEO", {"tooltip": "The video to save."}],
+                "filename_prefix": ["STRING", {"tooltip": _PREFIX_TOOLTIP, "default": "video/ComfyUI",
+                                               "multiline": False}],
+                "format": ["COMBO", {"tooltip": "The format to save the video as.", "default": "auto",
+                                     "multiselect": False, "options": ["auto", "mp4"]}],
+                "codec": ["COMBO", {"tooltip": "The codec to use for the video.", "default": "auto",
+                                    "multiselect": False, "options": ["auto", "h264"]}],
+            },
+            [], output_node=True,
+        ),
+        "SaveWEBM": _v3_info(  # [source] comfy_extras/nodes_video.py
+            "SaveWEBM", None, "",
+            {
+                "images": ["IMAGE", {}],
+                "filename_prefix": ["STRING", {"default": "ComfyUI", "multiline": False}],
+                "codec": ["COMBO", {"multiselect": False, "options": ["vp9", "av1"]}],
+                "fps": ["FLOAT", {"default": 24.0, "min": 0.01, "max": 1000.0, "step": 0.01}],
+                "crf": ["FLOAT", {"tooltip": "Higher crf means lower quality with a smaller file size, lower crf "
+                                  "means higher quality higher filesize.", "default": 32.0, "min": 0, "max": 63.0,
+                                  "step": 1}],
+            },
+            [], output_node=True, experimental=True,
+        ),
+    }
+)  # fmt: skip
+
+VHS_VIDEO_FORMATS = ["image/gif", "image/webp", "video/h264-mp4", "video/webm"]
+VHS_NODES: dict[str, dict] = {  # FakeComfyUI(extra_nodes=VHS_NODES): ComfyUI-VideoHelperSuite's Video Combine
+    "VHS_VideoCombine": {
+        "input": {
+            "required": {
+                "images": ["IMAGE"],
+                "frame_rate": ["FLOAT", {"default": 8, "min": 1, "step": 1}],
+                "loop_count": ["INT", {"default": 0, "min": 0, "max": 100, "step": 1}],
+                "filename_prefix": ["STRING", {"default": "AnimateDiff"}],
+                "format": [VHS_VIDEO_FORMATS, {}],
+                "pingpong": ["BOOLEAN", {"default": False}],
+                "save_output": ["BOOLEAN", {"default": True}],
+            },
+            "optional": {"audio": ["AUDIO"], "meta_batch": ["VHS_BatchManager"], "vae": ["VAE"]},
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
+        },
+        "input_order": {
+            "required": ["images", "frame_rate", "loop_count", "filename_prefix", "format", "pingpong", "save_output"],
+            "optional": ["audio", "meta_batch", "vae"],
+            "hidden": ["prompt", "extra_pnginfo", "unique_id"],
+        },
+        "output": ["VHS_FILENAMES"],
+        "output_is_list": [False],
+        "output_name": ["Filenames"],
+        "name": "VHS_VideoCombine",
+        "display_name": "Video Combine 🎥🅥🅗🅢",
+        "description": "",
+        "python_module": "custom_nodes.ComfyUI-VideoHelperSuite",
+        "category": "Video Helper Suite 🎥🅥🅗🅢",
+        "output_node": True,
+    }
+}
+# Inputs of a video model node (WanImageToVideo, WanInfiniteTalkToVideo, ...) that give the clip's frame count.
+_FRAME_COUNT_INPUTS = ("length", "num_frames", "frame_count", "video_length")
+
 _MODEL_FOLDERS = (  # GET /models, as captured
     "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
     "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models", "custom_nodes",
     "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
 )  # fmt: skip
 _IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+# folder_paths.filter_files_content_types(files, ["audio", "video"]), by extension
+_AUDIO_VIDEO_EXTENSIONS = {
+    ".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".mkv", ".mov", ".avi",
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,6 +669,17 @@ class SubmittedPrompt(NamedTuple):
     prompt_id: str | None  # the client's `prompt_id`, else the id the server answered with (None if rejected)
     prompt: Any
     client_id: str | None
+
+
+class Upload(NamedTuple):
+    """One accepted `POST /upload/image`: where it landed and what it held."""
+
+    name: str  # the name answered (maybe renamed "x (1).png")
+    subfolder: str
+    type: str
+    sha256: str  # of the uploaded bytes
+    size: int
+    generation: int  # server incarnation (restart() increments it)
 
 
 class Execution(NamedTuple):
@@ -553,6 +735,26 @@ class _Latent:
 
     def __str__(self) -> str:
         return f"{{'samples': tensor(<latent batch={self.batch} 4x{self.height // 8}x{self.width // 8}>)}}"
+
+
+@dataclass(frozen=True)
+class _Audio:
+    path: str
+    seconds: float
+    sample_rate: int
+
+    def __str__(self) -> str:
+        return f"{{'waveform': tensor(<audio {self.seconds:.3f}s>), 'sample_rate': {self.sample_rate}}}"
+
+
+@dataclass(frozen=True)
+class _Video:
+    images: _Picture
+    fps: float
+    audio: _Audio | None = None
+
+    def __str__(self) -> str:
+        return f"<VideoFromComponents {self.images.batch} frames at {self.fps} fps>"
 
 
 class OutOfMemoryError(RuntimeError):
@@ -779,6 +981,7 @@ class FakeComfyUI:
         self._node_faults: list[dict] = []
 
         self._requests: list[RecordedRequest] = []
+        self._uploads: list[Upload] = []
         self._node_log: list[tuple[int, str, str]] = []  # (generation, prompt_id, node_id) of every node start
         self._executions: list[Execution] = []  # when each prompt held the "GPU" (the executor)
         self._sent: list[tuple[int, str | None, Any, Any]] = []  # (generation, sid, event, data) actually sent
@@ -835,13 +1038,14 @@ class FakeComfyUI:
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def restart(self) -> None:
+    def restart(self, *, lose_inputs: bool = False) -> None:
         """Like a restarted ComfyUI process: empty queue, history and cache, temp/ wiped, same port.
 
-        Files in input/ and output/ stay (they are on disk), so the SaveImage counter continues. The fault
-        script (switches, counters) and the request log are the test's, and are kept. `died` is cleared.
+        Files in input/ and output/ stay (they are on disk), so the SaveImage counter continues; with
+        `lose_inputs` input/ is emptied too (a fresh machine behind the same URL). The fault script (switches,
+        counters) and the request and upload logs are the test's, and are kept. `died` is cleared.
         """
-        self._call(self._restart)
+        self._call(self._restart, lose_inputs)
 
     def __enter__(self) -> FakeComfyUI:
         return self.start()
@@ -1061,6 +1265,10 @@ class FakeComfyUI:
         """Files under output/, as sorted POSIX paths relative to it (e.g. "mcn/job-42_00001_.png")."""
         return sorted(p.relative_to(self.output_dir).as_posix() for p in self.output_dir.rglob("*") if p.is_file())
 
+    def uploads(self) -> list[Upload]:
+        """Every accepted POST /upload/image (oldest first): name answered, subfolder, type, sha256 of the bytes."""
+        return self._call(lambda: list(self._uploads))
+
     def put_input_file(self, name: str, data: bytes, subfolder: str = "") -> Path:
         """Place a file in input/ directly (as if uploaded earlier)."""
         folder = self.input_dir / subfolder
@@ -1220,8 +1428,11 @@ class FakeComfyUI:
             await asyncio.gather(*state.tasks, return_exceptions=True)
         self._changed()
 
-    async def _restart(self) -> None:
+    async def _restart(self, lose_inputs: bool = False) -> None:
         await self._shutdown_state()
+        if lose_inputs:
+            shutil.rmtree(self.input_dir, ignore_errors=True)
+            self.input_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.temp_dir, ignore_errors=True)  # main.py cleanup_temp() at start-up
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.died.clear()
@@ -1679,6 +1890,9 @@ class FakeComfyUI:
                 i += 1
         if not duplicate:
             Path(filepath).write_bytes(data)
+        self._uploads.append(
+            Upload(filename, subfolder, kind, hashlib.sha256(data).hexdigest(), len(data), self._generation)
+        )
         return self._json(request, {"name": filename, "subfolder": subfolder, "type": kind})
 
     def _node_info(self, name: str) -> dict:
@@ -1687,10 +1901,12 @@ class FakeComfyUI:
             info["input"]["required"]["image"][0] = self._input_images()
         elif name == "CheckpointLoaderSimple":
             info["input"]["required"]["ckpt_name"][0] = list(self._models)
+        elif name == "LoadAudio":
+            info["input"]["required"]["audio"][0] = self._input_images(_AUDIO_VIDEO_EXTENSIONS)
         return info
 
-    def _input_images(self) -> list[str]:
-        return sorted(p.name for p in self.input_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS)
+    def _input_images(self, extensions: set[str] = _IMAGE_EXTENSIONS) -> list[str]:
+        return sorted(p.name for p in self.input_dir.iterdir() if p.is_file() and p.suffix.lower() in extensions)
 
     async def _object_info(self, request: web.Request) -> web.Response:
         return self._json(request, {name: self._node_info(name) for name in self._nodes})
@@ -1785,7 +2001,8 @@ class FakeComfyUI:
         inputs = prompt[unique_id]["inputs"]
         class_type = prompt[unique_id]["class_type"]
         info = self._node_info(class_type)
-        custom_validated = ["image"] if class_type == "LoadImage" else []  # LoadImage.VALIDATE_INPUTS(image)
+        # LoadImage.VALIDATE_INPUTS(image), LoadAudio.VALIDATE_INPUTS(audio)
+        custom_validated = {"LoadImage": ["image"], "LoadAudio": ["audio"]}.get(class_type, [])
         errors: list[dict] = []
         valid = True
         names = list(info.get("input", {}).get("required", {})) + list(info.get("input", {}).get("optional", {}))
@@ -1900,15 +2117,14 @@ class FakeComfyUI:
                             received_value=val,
                         )
                     )
-        if custom_validated and "image" in inputs and not _is_link(inputs["image"]):
-            image = inputs["image"]
-            if not os.path.exists(self._input_path(image)):
+        for x in custom_validated:
+            if x in inputs and not _is_link(inputs[x]) and not os.path.exists(self._input_path(inputs[x])):
                 errors.append(
                     _error(
                         "custom_validation_failed",
                         "Custom validation failed for node",
-                        f"image - Invalid image file: {image}",
-                        input_name="image",
+                        f"{x} - Invalid {x} file: {inputs[x]}",
+                        input_name=x,
                     )
                 )
         result = (False, errors, unique_id) if errors or valid is not True else (True, [], unique_id)
@@ -2210,8 +2426,8 @@ class FakeComfyUI:
                 items.append([name, "link", self._signature(prompt, value[0], memo, depth + 1), value[1]])
             else:
                 items.append([name, value])
-        if node.get("class_type") == "LoadImage":  # IS_CHANGED: the file's hash
-            path = self._input_path(inputs.get("image", ""))
+        if node.get("class_type") in ("LoadImage", "LoadAudio"):  # IS_CHANGED: the file's hash
+            path = self._input_path(inputs.get("image" if node.get("class_type") == "LoadImage" else "audio", ""))
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if os.path.isfile(path) else "nan"
             items.append(["__is_changed__", digest])
         memo[node_id] = json.dumps([node.get("class_type"), items], sort_keys=True, default=str)
@@ -2232,6 +2448,7 @@ class FakeComfyUI:
         info = self._nodes[class_type]
         formatted = {name: [_format_value(value)] for name, value in inputs.items()}
         for name, kind in info.get("input", {}).get("hidden", {}).items():
+            kind = kind[0] if isinstance(kind, list) else kind  # new-style nodes: ["PROMPT"]
             if kind == "PROMPT":
                 formatted[name] = [str(original_prompt)]
             elif kind == "EXTRA_PNGINFO":
@@ -2315,14 +2532,133 @@ class FakeComfyUI:
                 except TypeError:
                     text = str(source)
             return (), {"text": [text]}
+        media = self._run_media_node(class_type, inputs, original_prompt, extra_data)
+        if media is not None:
+            return media
         # An extra node class: one token per declared output; images pass through when there is one.
         info = self._nodes[class_type]
         passthrough = next((v for v in inputs.values() if isinstance(v, _Picture)), None)
+        clip = self._clip_shape(inputs, passthrough)
+        if clip is not None:  # a video model node: its IMAGE/LATENT outputs carry the clip's frames
+            passthrough = clip
         outputs = tuple(
-            passthrough if kind == "IMAGE" and passthrough else f"<{kind} from {class_type} {node_id}>"
+            passthrough
+            if kind == "IMAGE" and passthrough
+            else _Latent(clip.width, clip.height, clip.batch)
+            if kind == "LATENT" and clip is not None
+            else f"<{kind} from {class_type} {node_id}>"
             for kind in info["output"]
         )
         return outputs, {}
+
+    @staticmethod
+    def _clip_shape(inputs: dict, picture: _Picture | None) -> _Picture | None:
+        """The frames a video model node makes: a `length`-like input, else the audio's length (at its `fps`
+        input, 25 by default); size from width/height inputs, else the image it animates. None: not a video node."""
+        frames = next((inputs[name] for name in _FRAME_COUNT_INPUTS if isinstance(inputs.get(name), int)), None)
+        audio = next((v for v in inputs.values() if isinstance(v, _Audio)), None)
+        if frames is None and audio is not None:
+            fps = next((inputs[n] for n in ("fps", "frame_rate") if isinstance(inputs.get(n), int | float)), 25)
+            frames = max(1, math.ceil(audio.seconds * fps))
+        if frames is None:
+            return None
+        base = picture or _Picture(64, 64, 1, (128, 128, 128))
+        width = inputs.get("width") if isinstance(inputs.get("width"), int) else base.width
+        height = inputs.get("height") if isinstance(inputs.get("height"), int) else base.height
+        return replace(base, width=width, height=height, batch=max(1, int(frames)))
+
+    def _run_media_node(self, class_type: str, inputs: dict, prompt: Any, extra_data: dict) -> tuple | None:
+        """Audio and video nodes: real files, made with ffmpeg (None: not one of them)."""
+
+        def picture(value: Any) -> _Picture:
+            return value if isinstance(value, _Picture) else _Picture(64, 64)
+
+        def saved(prefix: str, images: _Picture, folder: Path, kind: str = "output"):
+            full, filename, counter, subfolder = _get_save_image_path(prefix, str(folder), images.width, images.height)
+            return Path(full), filename, counter, subfolder, kind
+
+        if class_type == "LoadAudio":
+            path = self._input_path(inputs["audio"])
+            seconds, sample_rate = _media_seconds(path)
+            return (_Audio(path, seconds, sample_rate),), {}
+        if class_type == "RepeatImageBatch":
+            src = picture(inputs["image"])
+            return (replace(src, batch=src.batch * inputs["amount"]),), {}
+        if class_type == "CreateVideo":
+            audio = inputs.get("audio") if isinstance(inputs.get("audio"), _Audio) else None
+            return (_Video(picture(inputs["images"]), float(inputs["fps"]), audio),), {}
+        if class_type in ("SaveVideo", "SaveWEBM"):
+            if class_type == "SaveVideo":
+                video = inputs["video"] if isinstance(inputs["video"], _Video) else _Video(_Picture(64, 64), 30.0)
+                extension, codec = "mp4", "h264"
+            else:
+                video = _Video(picture(inputs["images"]), float(inputs["fps"]))
+                extension, codec = "webm", inputs["codec"]
+            folder, filename, counter, subfolder, kind = saved(inputs["filename_prefix"], video.images, self.output_dir)
+            file = f"{filename}_{counter:05}_.{extension}"
+            _encode_clip(folder / file, video, codec, metadata={"prompt": json.dumps(prompt)})
+            return (), {"images": [{"filename": file, "subfolder": subfolder, "type": kind}], "animated": [True]}
+        if class_type in ("SaveAnimatedWEBP", "SaveAnimatedPNG"):
+            images = picture(inputs["images"])
+            folder, filename, counter, subfolder, kind = saved(inputs["filename_prefix"], images, self.output_dir)
+            extension = "webp" if class_type == "SaveAnimatedWEBP" else "png"
+            file = f"{filename}_{counter:05}_.{extension}"
+            frames = _frames(images)
+            options = {"lossless": inputs["lossless"], "quality": inputs["quality"]} if extension == "webp" else {}
+            frames[0].save(
+                folder / file, save_all=True, duration=int(1000.0 / inputs["fps"]), append_images=frames[1:], **options
+            )
+            animated = images.batch != 1 if extension == "webp" else True
+            return (), {"images": [{"filename": file, "subfolder": subfolder, "type": kind}], "animated": [animated]}
+        if class_type == "VHS_VideoCombine":
+            return self._video_combine(inputs, prompt)
+        return None
+
+    def _video_combine(self, inputs: dict, prompt: Any) -> tuple:
+        """VideoHelperSuite's VideoCombine: a first-frame PNG, the clip, and `-audio` beside it when audio is
+        connected; the UI names the last of them under `gifs` and the PNG as its `workflow`."""
+        images = inputs["images"] if isinstance(inputs["images"], _Picture) else _Picture(64, 64)
+        save_output = inputs["save_output"]
+        kind = "output" if save_output else "temp"
+        base = self.output_dir if save_output else self.temp_dir
+        full, filename, _counter, subfolder = _get_save_image_path(
+            inputs["filename_prefix"], str(base), images.width, images.height
+        )
+        folder = Path(full)
+        matcher = re.compile(f"{re.escape(filename)}_(\\d+)\\D*\\..+", re.IGNORECASE)
+        counter = 1 + max(
+            (int(m.group(1)) for m in map(matcher.fullmatch, os.listdir(folder)) if m is not None), default=0
+        )
+        metadata = PngInfo()
+        metadata.add_text("prompt", json.dumps(prompt))
+        first_image_file = f"{filename}_{counter:05}.png"
+        _frames(replace(images, batch=1))[0].save(folder / first_image_file, pnginfo=metadata, compress_level=4)
+        output_files = [str(folder / first_image_file)]
+        video_format = inputs["format"]
+        extension = video_format.split("/")[-1].split("-")[-1]
+        file = f"{filename}_{counter:05}.{extension}"
+        fps = float(inputs["frame_rate"])
+        if video_format.startswith("image/"):
+            frames = _frames(images)
+            frames[0].save(folder / file, save_all=True, duration=round(1000 / fps), append_images=frames[1:], loop=0)
+        else:
+            _encode_clip(folder / file, _Video(images, fps), "vp9" if extension == "webm" else "h264")
+        output_files.append(str(folder / file))
+        audio = inputs.get("audio")
+        if isinstance(audio, _Audio) and video_format.startswith("video/"):
+            file = f"{filename}_{counter:05}-audio.{extension}"
+            _encode_clip(folder / file, _Video(images, fps, audio), "vp9" if extension == "webm" else "h264")
+            output_files.append(str(folder / file))
+        preview = {
+            "filename": file,
+            "subfolder": subfolder,
+            "type": kind,
+            "format": video_format,
+            "frame_rate": fps,
+            "workflow": first_image_file,
+            "fullpath": output_files[-1],
+        }
+        return ((save_output, output_files),), {"gifs": [preview]}
 
     def _save_images(self, images: _Picture, filename_prefix: str, output_dir: str, kind: str, prompt, extra_data):
         full_output_folder, filename, counter, subfolder = _get_save_image_path(
@@ -2400,6 +2736,69 @@ def _get_save_image_path(filename_prefix: str, output_dir: str, width: int, heig
         os.makedirs(full_output_folder, exist_ok=True)
         counter = 1
     return full_output_folder, filename, counter, subfolder
+
+
+def _ffmpeg() -> str:
+    """imageio-ffmpeg's binary (a requirement of the project), else ffmpeg on PATH."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return shutil.which("ffmpeg") or "ffmpeg"
+
+
+def _media_seconds(path: str) -> tuple[float, int]:
+    """(duration, sample rate) of an audio file; raises on a file that holds no audio (LoadAudio fails too)."""
+    try:
+        with wave.open(path, "rb") as wav:
+            return wav.getnframes() / wav.getframerate(), wav.getframerate()
+    except (wave.Error, EOFError):
+        pass
+    probe = subprocess.run([_ffmpeg(), "-hide_banner", "-i", path], capture_output=True, text=True, check=False)
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", probe.stderr)
+    rate = re.search(r"Audio: .*?(\d+) Hz", probe.stderr)
+    if duration is None or rate is None:
+        raise RuntimeError(f"Failed to load audio file {path}: no audio stream")
+    hours, minutes, seconds = duration.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds), int(rate.group(1))
+
+
+def _frames(images: _Picture) -> list[Image.Image]:
+    """The batch as PIL frames: the picture's colour with a mark that moves, so no two frames are the same."""
+    size = (min(images.width, MAX_PIXELS_PER_SIDE), min(images.height, MAX_PIXELS_PER_SIDE))
+    mark = tuple(255 - c for c in images.rgb)
+    frames = []
+    for index in range(images.batch):
+        frame = Image.new("RGB", size, images.rgb)
+        frame.putpixel((index % size[0], (index // size[0]) % size[1]), mark)
+        frames.append(frame)
+    return frames
+
+
+def _encode_clip(path: Path, video: _Video, codec: str, metadata: dict[str, str] | None = None) -> None:
+    """Write `video` as a real clip with ffmpeg: its frame count at its fps, h264 (mp4) or vp9/av1 (webm), and its
+    audio as AAC (mp4) or Opus (webm) cut to the clip's length, as SaveVideo cuts the waveform."""
+    images = video.images
+    width, height = min(images.width, MAX_PIXELS_PER_SIDE), min(images.height, MAX_PIXELS_PER_SIDE)
+    seconds = images.batch / video.fps
+    colour = "0x{:02x}{:02x}{:02x}".format(*images.rgb)
+    command = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    command += ["-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={video.fps}"]
+    if video.audio is not None:
+        command += ["-i", video.audio.path, "-map", "0:v", "-map", "1:a"]
+        command += ["-c:a", "aac" if path.suffix == ".mp4" else "libopus", "-t", f"{seconds:.6f}"]
+    command += ["-frames:v", str(images.batch), "-pix_fmt", "yuv420p"]
+    command += {
+        "h264": ["-c:v", "libx264", "-preset", "ultrafast"],
+        "vp9": ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "32", "-deadline", "realtime", "-cpu-used", "8"],
+        "av1": ["-c:v", "libsvtav1", "-preset", "12"],
+    }[codec]
+    for key, value in (metadata or {}).items():
+        command += ["-metadata", f"{key}={value}"]
+    result = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed writing {path.name}: {result.stderr.strip()[-500:]}")
 
 
 def _jpeg() -> bytes:

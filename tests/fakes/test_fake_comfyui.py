@@ -1143,3 +1143,230 @@ def test_an_interrupt_cuts_prompt_seconds_short(fake, http):
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
     [execution] = fake.executions()
     assert not execution.success and execution.ended - execution.started < 5
+
+
+# ------------------------------------------------------------------ video outputs (issue 16)
+
+
+def wav(seconds=1.0, rate=16000) -> bytes:
+    import math as _math
+    import struct as _struct
+    import wave as _wave
+
+    buffer = io.BytesIO()
+    with _wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = int(seconds * rate)
+        out.writeframes(b"".join(_struct.pack("<h", int(8000 * _math.sin(i / 10))) for i in range(frames)))
+    return buffer.getvalue()
+
+
+def ffprobe(data: bytes, tmp_path, name) -> dict:
+    import shutil as _shutil
+
+    if _shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe (Debian package ffmpeg) is not installed")
+    path = tmp_path / name
+    path.write_bytes(data)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def run_prompt(fake, http, prompt) -> dict:
+    answer = http.post("/prompt", json={"prompt": prompt})
+    assert answer.status_code == 200, answer.text
+    entry = fake.wait_for_history(answer.json()["prompt_id"], timeout=20)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    return entry
+
+
+def preview_avatar(fps=25, amount=50, prefix="video/mcn"):
+    """The model-free avatar preview: a face and a voice -> frames -> CreateVideo(audio) -> SaveVideo."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "2": {"class_type": "LoadAudio", "inputs": {"audio": "voice.wav"}},
+        "3": {
+            "class_type": "ImageScale",
+            "inputs": {"image": ["1", 0], "upscale_method": "bilinear", "width": 96, "height": 64, "crop": "disabled"},
+        },
+        "4": {"class_type": "RepeatImageBatch", "inputs": {"image": ["3", 0], "amount": amount}},
+        "5": {"class_type": "CreateVideo", "inputs": {"images": ["4", 0], "fps": fps, "audio": ["2", 0]}},
+        "6": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["5", 0], "filename_prefix": prefix, "format": "auto", "codec": "auto"},
+        },
+    }
+
+
+def put_input(http, name, data, content_type="image/png"):
+    answer = http.post("/upload/image", files={"image": (name, data, content_type)}, data={"type": "input"})
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def test_save_video_writes_an_mp4_with_the_uploaded_audio_cut_to_the_frames(fake, http, tmp_path):
+    put_input(http, "face.png", png(size=(40, 30)))
+    put_input(http, "voice.wav", wav(seconds=3.0), "audio/wav")
+
+    entry = run_prompt(fake, http, preview_avatar(fps=25, amount=50))
+
+    assert entry["outputs"]["6"] == {
+        "images": [{"filename": "mcn_00001_.mp4", "subfolder": "video", "type": "output"}],
+        "animated": [True],
+    }
+    clip = http.get("/view", params={"filename": "mcn_00001_.mp4", "subfolder": "video", "type": "output"})
+    assert clip.status_code == 200
+    info = ffprobe(clip.content, tmp_path, "clip.mp4")
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    assert streams["video"]["codec_name"] == "h264"
+    assert (streams["video"]["width"], streams["video"]["height"]) == (96, 64)
+    assert streams["video"]["nb_read_frames"] == "50"
+    assert streams["audio"]["codec_name"] == "aac"
+    assert float(info["format"]["duration"]) == pytest.approx(2.0, abs=0.05)  # 50 frames at 25 fps
+
+
+def test_a_video_model_node_takes_its_frame_count_from_length_or_from_the_audio(tmp_path):
+    talk = {
+        "input": {"required": {"image": ["IMAGE"], "audio": ["AUDIO"], "width": ["INT", {}], "height": ["INT", {}]}},
+        "output": ["IMAGE"],
+        "name": "FakeTalkingHead",
+    }
+    i2v = {"input": {"required": {"start_image": ["IMAGE"], "length": ["INT", {}]}}, "output": ["IMAGE"], "name": "I2V"}
+    with FakeComfyUI(extra_nodes={"a": talk, "b": i2v}) as fake, httpx.Client(base_url=fake.url, timeout=5) as http:
+        put_input(http, "face.png", png(size=(40, 30)))
+        put_input(http, "voice.wav", wav(seconds=1.2), "audio/wav")
+        prompt = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+            "2": {"class_type": "LoadAudio", "inputs": {"audio": "voice.wav"}},
+            "3": {
+                "class_type": "FakeTalkingHead",
+                "inputs": {"image": ["1", 0], "audio": ["2", 0], "width": 64, "height": 48},
+            },
+            "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "fps": 25, "audio": ["2", 0]}},
+            "5": {
+                "class_type": "SaveVideo",
+                "inputs": {"video": ["4", 0], "filename_prefix": "talk", "format": "mp4", "codec": "h264"},
+            },
+            "6": {"class_type": "I2V", "inputs": {"start_image": ["1", 0], "length": 33}},
+            "7": {
+                "class_type": "SaveWEBM",
+                "inputs": {"images": ["6", 0], "filename_prefix": "move", "codec": "vp9", "fps": 16, "crf": 32},
+            },
+        }
+        entry = run_prompt(fake, http, prompt)
+        talk_info = ffprobe((fake.output_dir / "talk_00001_.mp4").read_bytes(), tmp_path, "talk.mp4")
+        move = entry["outputs"]["7"]
+        assert move == {
+            "images": [{"filename": "move_00001_.webm", "subfolder": "", "type": "output"}],
+            "animated": [True],
+        }
+        move_info = ffprobe((fake.output_dir / "move_00001_.webm").read_bytes(), tmp_path, "move.webm")
+
+    video = next(s for s in talk_info["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"], video["nb_read_frames"]) == (64, 48, "30")  # 1.2 s at 25 fps
+    assert float(talk_info["format"]["duration"]) == pytest.approx(1.2, abs=0.05)
+    webm = move_info["streams"][0]
+    assert (webm["codec_name"], webm["width"], webm["height"], webm["nb_read_frames"]) == ("vp9", 40, 30, "33")
+
+
+def test_animated_webp_and_png_are_reported_as_animated_images(fake, http):
+    put_input(http, "face.png", png(size=(20, 10)))
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 12}},
+        "3": {
+            "class_type": "SaveAnimatedWEBP",
+            "inputs": {
+                "images": ["2", 0],
+                "filename_prefix": "w",
+                "fps": 6.0,
+                "lossless": False,
+                "quality": 80,
+                "method": "default",
+            },
+        },
+        "4": {
+            "class_type": "SaveAnimatedPNG",
+            "inputs": {"images": ["2", 0], "filename_prefix": "p", "fps": 6.0, "compress_level": 4},
+        },
+    }
+    entry = run_prompt(fake, http, prompt)
+    assert entry["outputs"]["3"] == {"images": [{"filename": "w_00001_.webp", "subfolder": "", "type": "output"}],
+                                     "animated": [True]}  # fmt: skip
+    assert entry["outputs"]["4"]["animated"] == [True]
+    for name in ("w_00001_.webp", "p_00001_.png"):
+        with Image.open(io.BytesIO(http.get("/view", params={"filename": name}).content)) as img:
+            assert img.n_frames == 12
+            assert img.size == (20, 10)
+
+
+def test_vhs_video_combine_reports_the_audio_clip_under_gifs_with_its_first_frame_png(tmp_path):
+    from tests.fakes.comfyui import VHS_NODES
+
+    with FakeComfyUI(extra_nodes=VHS_NODES) as fake, httpx.Client(base_url=fake.url, timeout=5) as http:
+        put_input(http, "face.png", png(size=(32, 32)))
+        put_input(http, "voice.wav", wav(seconds=1.0), "audio/wav")
+        prompt = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+            "2": {"class_type": "LoadAudio", "inputs": {"audio": "voice.wav"}},
+            "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 25}},
+            "4": {
+                "class_type": "VHS_VideoCombine",
+                "inputs": {
+                    "images": ["3", 0],
+                    "audio": ["2", 0],
+                    "frame_rate": 25,
+                    "loop_count": 0,
+                    "filename_prefix": "LongCat",
+                    "format": "video/h264-mp4",
+                    "pingpong": False,
+                    "save_output": True,
+                },
+            },
+        }
+        entry = run_prompt(fake, http, prompt)
+        files = fake.output_files()
+        clip = http.get("/view", params={"filename": "LongCat_00001-audio.mp4", "type": "output"}).content
+
+    gifs = entry["outputs"]["4"]["gifs"]
+    assert [(g["filename"], g["subfolder"], g["type"], g["format"], g["workflow"]) for g in gifs] == [
+        ("LongCat_00001-audio.mp4", "", "output", "video/h264-mp4", "LongCat_00001.png")
+    ]
+    assert files == ["LongCat_00001-audio.mp4", "LongCat_00001.mp4", "LongCat_00001.png"]
+    info = ffprobe(clip, tmp_path, "vhs.mp4")
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "video"]
+    assert float(info["format"]["duration"]) == pytest.approx(1.0, abs=0.05)
+
+
+def test_uploads_are_recorded_and_a_restart_can_lose_the_input_folder(fake, http):
+    import hashlib
+
+    data = png()
+    put_input(http, "a.png", data)
+    put_input(http, "a.png", data)  # same bytes: the same name again
+    [first, second] = fake.uploads()
+    assert (first.name, first.subfolder, first.type, first.sha256) == (
+        "a.png",
+        "",
+        "input",
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert second.name == "a.png"
+
+    fake.restart(lose_inputs=True)
+    assert http.get("/view", params={"filename": "a.png", "type": "input"}).status_code == 404
+    prompt = preview_avatar()
+    prompt["2"]["inputs"]["audio"] = "v.wav"
+    prompt["1"]["inputs"]["image"] = "a.png"
+    answer = http.post("/prompt", json={"prompt": prompt})
+    assert answer.status_code == 400
+    errors = answer.json()["node_errors"]
+    assert errors["1"]["errors"][0]["details"] == "image - Invalid image file: a.png"
+    assert errors["2"]["errors"][0]["details"] == "audio - Invalid audio file: v.wav"
