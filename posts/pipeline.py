@@ -195,7 +195,8 @@ def _step_workflow(kind: str, step: str) -> tuple[ShotWorkflow, WorkflowTemplate
 
 def _describe_step(shot: Shot, step: str, template_name: str = "") -> str:
     """ "Shot 3 (B-roll), motion step, template wan22_i2v": what a failure message starts with."""
-    where = f"Shot {shot.position} ({shot.get_kind_display()}), {step} step"
+    kind = shot.get_kind_display().split(" (")[0]  # "B-roll", not "B-roll (cutaway)"
+    where = f"Shot {shot.position} ({kind}), {step} step"
     return f"{where}, template {template_name}" if template_name else where
 
 
@@ -531,8 +532,8 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
         # The voice and the picture are in: the clip they feed (avatar, motion) is made now.
         try:
             clip = _clip_need(shot, {})
-        except ValidationError as error:
-            problem = shot.error = " ".join(error.messages)
+        except ValidationError as unbound:
+            problem = shot.error = " ".join(unbound.messages)
         else:
             if clip is not None:
                 (shot.clip_job,) = jobs_enqueue(requests=[clip[1]], created_by=None)
