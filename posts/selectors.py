@@ -176,6 +176,8 @@ def storyboard_state(*, post, user) -> dict:
                 # The clip a video workflow made (avatar: the artist speaking; motion: the still moving).
                 "clip": {**_asset(shot.generated_clip), "type": "video"} if shot.generated_clip else None,
                 "clip_job": _job(shot.clip_job) if shot.clip_job_id else None,
+                # Which video step makes it: its job's subject ends ".../avatar@<key>" or ".../motion@<key>".
+                "clip_step": shot.clip_job.subject.rsplit("/", 1)[-1].split("@")[0] if shot.clip_job_id else None,
                 "error": shot.error,
             }
             for shot in shots
