@@ -3,7 +3,8 @@
 Runs as a factory job of kind `render` on the CPU queue (registered here, as the director is for
 `llm`). It reads the post as it is when the job runs: each shot's picture (manual asset, else the
 clip a video workflow made, else the generated still, else a title card), its voice (else silence for
-the director's duration) and its script as captions. The factory's `assemble` knows nothing of posts: it gets plain clips.
+the director's duration) and its script as captions. The factory's `assemble` knows nothing of posts:
+it gets plain clips.
 """
 
 import hashlib
