@@ -177,11 +177,6 @@ def voice_key(shot: Shot) -> str:
     return _digest("voice", voice_parameters(shot), settings.COSYVOICE_SAMPLE_RATE)
 
 
-def _shot_template(shot: Shot) -> WorkflowTemplate | None:
-    found = _step_workflow(shot.kind, ShotWorkflow.Step.PICTURE)
-    return found[1] if found else None
-
-
 def _step_workflow(kind: str, step: str) -> tuple[ShotWorkflow, WorkflowTemplate] | None:
     """The mapping for this kind and step with its template's latest version; None when none is usable."""
     mapping = ShotWorkflow.objects.filter(kind=kind, step=step).first()

@@ -179,6 +179,11 @@ def video_post(settings, fake_cosyvoice):
     return post, reviewer
 
 
+def step_of(job: Job) -> str:
+    """What a job made for its shot (voice, picture, avatar, motion) or "render": its subject says."""
+    return job.subject.rsplit("/", 1)[-1].split("@")[0]
+
+
 def _frame(path: Path, at: float):
     """One decoded frame of the MP4 at `at` seconds, as a PIL image."""
     import io
@@ -223,7 +228,7 @@ def test_a_roll_speaks_through_the_avatar_and_b_roll_moves_through_the_motion_st
     wait_for(lambda: settled(post), timeout=240, what="the post to be rendered")
     assert post.status == PostStatus.DONE, post.failure
     shots = list(post.shots.order_by("position"))
-    steps = sorted(job.subject.split("/")[-1].split("@")[0] for job in Job.objects.filter(kind=JobKind.COMFYUI))
+    steps = sorted(step_of(job) for job in Job.objects.filter(kind=JobKind.COMFYUI))
     assert steps == ["avatar", "avatar", "motion", "picture"]
     assert all(shot.generated_clip for shot in shots)
     for shot in (shots[0], shots[2]):
@@ -277,6 +282,6 @@ def test_a_failed_motion_step_names_shot_kind_step_and_template_and_retry_redoes
 
     wait_for(lambda: settled(post), timeout=240, what="the retried post to be rendered")
     assert post.status == PostStatus.DONE, post.failure
-    again = sorted(job.subject.split("/")[-1].split("@")[0] for job in Job.objects.exclude(pk__in=before))
+    again = sorted(step_of(job) for job in Job.objects.exclude(pk__in=before))
     assert again == ["avatar"] * unmade + ["motion", "render"]  # no voice, no picture, no avatar made twice
     assert all(shot.generated_clip for shot in post.shots.all())
