@@ -365,6 +365,19 @@ MOTION_GIF_WORKFLOW = {  # needs FakeComfyUI(extra_nodes=VHS_NODES)
         },
     },
 }
+PREVIEW_MOTION_WORKFLOW = {  # core nodes only: what a real ComfyUI on a CPU runs (MCN_REAL_COMFYUI_URL tests)
+    "m1": {"class_type": "LoadImage", "inputs": {"image": "{{SOURCE_IMAGE}}"}},
+    "m2": {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["m1", 0], "upscale_method": "bilinear", "width": 216, "height": 384, "crop": "center"},
+    },
+    "m3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["m2", 0], "amount": "{{FRAMES}}"}},
+    "m4": {"class_type": "CreateVideo", "inputs": {"images": ["m3", 0], "fps": "{{FPS}}"}},
+    "m5": {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["m4", 0], "filename_prefix": "motion", "format": "auto", "codec": "auto"},
+    },
+}
 VIDEO_PLACEHOLDERS = {"FRAMES": {"type": "int"}, "FPS": {"type": "float"}}
 
 

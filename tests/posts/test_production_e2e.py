@@ -6,6 +6,7 @@ it) makes the voices and the render; the test only approves and reads what came 
 
 import hashlib
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.factories import (
     B_ROLL_WORKFLOW,
     MOTION_GIF_WORKFLOW,
     PREVIEW_AVATAR_WORKFLOW,
+    PREVIEW_MOTION_WORKFLOW,
     VIDEO_PLACEHOLDERS,
     make_artist,
     make_media_file,
@@ -285,3 +287,33 @@ def test_a_failed_motion_step_names_shot_kind_step_and_template_and_retry_redoes
     again = sorted(step_of(job) for job in Job.objects.exclude(pk__in=before))
     assert again == ["avatar"] * unmade + ["motion", "render"]  # no voice, no picture, no avatar made twice
     assert all(shot.generated_clip for shot in post.shots.all())
+
+
+@pytest.mark.skipif(not os.environ.get("MCN_REAL_COMFYUI_URL"), reason="opt-in: set MCN_REAL_COMFYUI_URL")
+def test_on_a_real_comfyui_the_preview_workflows_make_the_a_roll_speak_and_the_b_roll_a_clip(
+    settings, fake_cosyvoice, start_worker
+):
+    """The same path on a real ComfyUI (e.g. 0.3.64 on a CPU, no models): uploads, video outputs, the render."""
+    env = {"COSYVOICE_URL": fake_cosyvoice.url, "COSYVOICE_SAMPLE_RATE": "24000"}
+    start_worker(os.environ["MCN_REAL_COMFYUI_URL"], env=env)
+    start_worker(cpu=True, env=env)
+    settings.COSYVOICE_URL = fake_cosyvoice.url
+    video = {"placeholders": VIDEO_PLACEHOLDERS}
+    make_shot_workflow(kind=ShotKind.A_ROLL, step="avatar", workflow=PREVIEW_AVATAR_WORKFLOW, **video)
+    make_shot_workflow(kind=ShotKind.B_ROLL, workflow=B_ROLL_WORKFLOW)
+    make_shot_workflow(kind=ShotKind.B_ROLL, step="motion", workflow=PREVIEW_MOTION_WORKFLOW, **video)
+    reviewer = make_user(role=roles.REVIEWER)
+    post = make_post(artist=make_artist(members=[reviewer], voice=make_voice(speaker_id="中文女")), status="review")
+    make_shot(post=post, position=1, script="大家好，我是露娜。")
+    make_shot(post=post, position=2, kind=ShotKind.B_ROLL, script="", visual_prompt="Gold bars", duration_seconds=1.5)
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    wait_for(lambda: settled(post), timeout=300, what="the post to be rendered on the real ComfyUI")
+    assert post.status == PostStatus.DONE, post.failure
+    shots = list(post.shots.order_by("position"))
+    assert all(shot.generated_clip.name.endswith(".mp4") for shot in shots)
+    info = probe(Path(settings.MEDIA_ROOT) / post.final_video.name)
+    video_stream = next(s for s in info["streams"] if s["codec_type"] == "video")
+    total = float(sum(shot.duration_seconds for shot in shots))
+    assert abs(float(video_stream["duration"]) - total) <= 1 / FPS
