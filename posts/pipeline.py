@@ -516,11 +516,10 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
             shot.generated_clip.name, shot.clip_key = output.file.name, key
     else:
         message = (error or {}).get("message") or "it finished without a file"
-        if what in CLIP_STEPS:
-            template = Job.objects.filter(pk=job_id).values_list("template__name", flat=True).first() or ""
-            problem = f"{_describe_step(shot, what, template)}: {message}"
-        else:
-            problem = f"Shot {shot.position}: {what} failed: {message}"
+        # "Shot 3 (B-roll), motion step, template wan22-i2v: ...": the shot, its kind, the step and the
+        # template (a voice has none), so a producer knows where to look and ops which workflow to fix.
+        template = Job.objects.filter(pk=job_id).values_list("template__name", flat=True).first() or ""
+        problem = f"{_describe_step(shot, what, template)}: {message}"
         shot.error = problem
     producing = post.status == PostStatus.RENDERING and not problem
     if producing and what not in CLIP_STEPS and not _upstream_waiting(shot):

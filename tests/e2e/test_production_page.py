@@ -156,7 +156,7 @@ def open_post(page, base: str, post: Post) -> None:
 
 
 def test_a_failed_post_names_the_shot_and_why_and_puts_retry_render_first(asgi_server, rq_clean, page, screenshot):
-    failure = f"Shot 3: voice failed: {VOICE_DOWN}"
+    failure = f"Shot 3 (A-roll), voice step: {VOICE_DOWN}"
     post, shots = a_post(PostStatus.FAILED, failure=failure)
     third = shots[2]
     voice_job = a_job(

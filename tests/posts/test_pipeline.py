@@ -259,7 +259,9 @@ def test_a_failed_job_marks_the_shot_failed_and_says_why(shot, django_capture_on
 
     shot.refresh_from_db()
     assert (shot.status, shot.generated_asset.name) == (ShotStatus.FAILED, "")
-    assert shot.post.events.get().note == "Shot 1: picture failed: Out of GPU memory on gpu-1."
+    # The shot, its kind, the step and the template: where to look, and which workflow to fix.
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Out of GPU memory on gpu-1."
+    assert shot.post.events.get().note == expected
 
 
 def test_a_cancelled_job_marks_the_shot_failed(shot, django_capture_on_commit_callbacks):
@@ -270,7 +272,8 @@ def test_a_cancelled_job_marks_the_shot_failed(shot, django_capture_on_commit_ca
 
     shot.refresh_from_db()
     assert shot.status == ShotStatus.FAILED
-    assert shot.post.events.get().note == "Shot 1: picture failed: Cancelled by olga."
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Cancelled by olga."
+    assert shot.post.events.get().note == expected
 
 
 def test_news_of_an_older_job_changes_nothing(shot, django_capture_on_commit_callbacks):
@@ -419,7 +422,8 @@ def test_a_failed_job_pushes_its_error():
 
     heard = listen(shot.post_id, producer, fail, count=2)
 
-    assert heard[0]["note"] == "Shot 1: picture failed: Out of GPU memory on gpu-1."
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Out of GPU memory on gpu-1."
+    assert heard[0]["note"] == expected
     assert heard[1] == {
         "event": "job.finished",
         "shot_id": shot.pk,

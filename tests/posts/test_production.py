@@ -193,7 +193,7 @@ def test_a_failed_voice_fails_the_post_naming_the_shot_and_the_reason(
         answer(voices[1], fail="The voice server failed (500): Internal Server Error.")
 
     post.refresh_from_db()
-    reason = "Shot 2: voice failed: The voice server failed (500): Internal Server Error."
+    reason = "Shot 2 (A-roll), voice step: The voice server failed (500): Internal Server Error."
     assert (post.status, post.failure) == (PostStatus.FAILED, reason)
     assert post.shots.get(position=2).error == reason
     assert post.events.filter(kind=PostEvent.Kind.STATUS, to_status=PostStatus.FAILED, note=reason).exists()

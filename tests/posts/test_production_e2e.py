@@ -119,7 +119,7 @@ def test_a_failed_voice_fails_the_post_and_retry_makes_only_that_voice(workers, 
 
     wait_for(lambda: settled(post), timeout=120, what="the post to fail")
     assert post.status == PostStatus.FAILED
-    assert post.failure.startswith("Shot ") and ": voice failed: The voice server failed (500)" in post.failure
+    assert post.failure.startswith("Shot ") and "(A-roll), voice step: The voice server failed (500)" in post.failure
     # Wait until the other two voices and the pictures are in: they are kept for the retry.
     pictures = Job.objects.filter(kind=JobKind.COMFYUI)
     wait_for(
