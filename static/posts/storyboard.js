@@ -447,7 +447,7 @@ function buildCard(id) {
   // The shot's clip (a video workflow: the artist speaking, or the still moving), made after the voice and picture.
   card.clipSpin = h("span", { class: "spinner", "aria-hidden": "true" });
   card.clipState = h("span", { class: "clip-state" });
-  card.clipBar = h("progress", { class: "job-bar clip-bar", max: "100", value: "0" });
+  card.clipBar = h("progress", { class: "clip-bar", max: "100", value: "0" });
   card.clipLink = h("a", { class: "clip-link", target: "_blank", rel: "noopener", text: "▶ Clip" });
   card.clip = h("div", { class: "clip", hidden: true }, card.clipSpin, card.clipState, card.clipLink, card.clipBar);
 
