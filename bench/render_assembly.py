@@ -7,15 +7,20 @@ repeated, times:
 - ours: `assemble()`: checks the inputs, writes the captions and font link, runs the same encode,
   parses -progress, polls a cancel callback, and renames the result into place.
 
-    .venv/bin/python bench/render_assembly.py [--repeats 3] [--seconds 60] [--shots 12] [--smoke] [--write-docs]
+    .venv/bin/python bench/render_assembly.py [--repeats 3] [--seconds 60] [--shots 12] [--clips] [--smoke]
+                                              [--write-docs]
 
+--clips: every shot a video clip, as production makes them with video workflows (issue 16): spoken shots an
+  avatar clip at 25 fps with its own audio track (dropped: the voice WAV is the audio of record), the others a
+  motion clip at 16 fps, silent, some shorter than the shot (held on the last frame).
 --smoke: 2 s at 320x568, one repeat (CI keeps it running; no time is asserted).
---write-docs: also put the table in docs/benchmarks.md, between the B7 markers.
+--write-docs: also put the table in docs/benchmarks.md, between the B7 markers (B7c with --clips).
 """
 
 import argparse
 import dataclasses
 import math
+import os
 import statistics
 import struct
 import subprocess
@@ -63,11 +68,12 @@ def make_picture(path: Path, index: int, size: tuple[int, int]) -> Path:
     return path
 
 
-def make_video(path: Path, seconds: float, size: str) -> Path:
-    pattern = f"testsrc2=s={size}:r=25:d={seconds}"
+def make_video(path: Path, seconds: float, size: str, *, fps: int = 25, audio: bool = False) -> Path:
+    pattern = f"testsrc2=s={size}:r={fps}:d={seconds}"
     encode = ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"]
+    sound = ["-f", "lavfi", "-i", f"sine=f=300:d={seconds}", "-c:a", "aac", "-shortest"] if audio else []
     subprocess.run(  # noqa: S603 - fixed arguments
-        [ffmpeg_binary(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", pattern, *encode, str(path)],
+        [ffmpeg_binary(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", pattern, *sound, *encode, str(path)],
         check=True,
     )
     return path
@@ -88,13 +94,20 @@ def make_voice(path: Path, seconds: float, *, rate: int = 24_000, freq: float = 
     return path
 
 
-def build_edit(work: Path, *, seconds: float, shots: int, width: int, height: int) -> Edit:
+def build_edit(work: Path, *, seconds: float, shots: int, width: int, height: int, all_clips: bool = False) -> Edit:
     shot = seconds / shots
     clips, captions = [], []
     video_size = f"{max(width * 2 // 3 // 2 * 2, 64)}x{max(height * 2 // 3 // 2 * 2, 64)}"
     for index in range(shots):
         voice = make_voice(work / f"voice{index}.wav", shot * 0.85, freq=160 + 20 * index)
-        if index % 3 == 2:  # every third shot a generated video clip: some shorter than the shot, some longer
+        if all_clips and index % 2 == 0:  # an avatar clip: as long as the shot, 25 fps, its own audio dropped
+            path = make_video(work / f"shot{index}.mp4", round(shot, 2), video_size, fps=25, audio=True)
+            clips.append(Clip(path, shot, False, voice))
+        elif all_clips:  # a motion clip (Wan 2.2's 16 fps), silent; every other one shorter than the shot
+            length = shot * (0.8 if index % 4 == 1 else 1.0)
+            path = make_video(work / f"shot{index}.mp4", round(length, 2), video_size, fps=16)
+            clips.append(Clip(path, shot, False, None))
+        elif index % 3 == 2:  # every third shot a generated video clip: some shorter than the shot, some longer
             length = shot * (0.6 if index % 2 else 1.5)
             path = make_video(work / f"shot{index}.mp4", round(length, 2), video_size)
             clips.append(Clip(path, shot, False, voice))
@@ -160,6 +173,7 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--width", type=int, default=1080)
     parser.add_argument("--height", type=int, default=1920)
+    parser.add_argument("--clips", action="store_true", help="every shot a video clip (avatar and motion)")
     parser.add_argument("--smoke", action="store_true", help="2 s at 320x568, one repeat")
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/benchmarks.md")
     args = parser.parse_args()
@@ -168,7 +182,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         work = Path(tmp)
-        edit = build_edit(work, seconds=args.seconds, shots=args.shots, width=args.width, height=args.height)
+        edit = build_edit(
+            work, seconds=args.seconds, shots=args.shots, width=args.width, height=args.height, all_clips=args.clips
+        )
         # Interleaved, alternating which goes first: a machine that speeds up or slows down favours neither.
         series = interleave(
             {"baseline": lambda: run_baseline(edit, work), "ours": lambda: run_ours(edit, work)}, repeats=args.repeats
@@ -186,14 +202,15 @@ def main() -> int:
         ["of which `assemble()`'s own work (checks, captions, font link, argv)", 20, f"{own:.1f} ms", "", "", "", ""],
     ]
     headers = ["what", "runs", "min s", "median s", "max s", "ratio of medians", "ratio of minimums"]
+    shots = f"{args.shots} video clips (avatar 25 fps + motion 16 fps)" if args.clips else f"{args.shots} shots"
     header = (
-        f"{args.seconds:g} s, {args.width}x{args.height} at 30 fps, {args.shots} shots, voice + captions + music; "
-        f"{versions()}"
+        f"{args.seconds:g} s, {args.width}x{args.height} at 30 fps, {shots}, voice + captions + music; "
+        f"{versions()}; load average (1 min) at the end: {os.getloadavg()[0]:.1f}"
     )
     body = header + "\n\n" + table(headers, rows)
     print(body)
     if args.write_docs:
-        write_docs("B7", body)
+        write_docs("B7c" if args.clips else "B7", body)
     return 0
 
 

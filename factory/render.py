@@ -46,7 +46,9 @@ class Clip:
     path: Path  # absolute path of an image (png/jpg/webp) or a video file
     duration: float  # seconds this clip lasts in the output (> 0)
     still: bool  # True: image with a slow Ken Burns move; False: video, trimmed or held on its last frame
-    audio: Path | None = None  # voice WAV (any rate/channels); None = silence; padded or cut to the duration
+    # Voice WAV (any rate/channels); None = silence; padded or cut to the duration. A video's own audio
+    # is never used: an avatar clip's lips follow this voice, which stays the audio of record.
+    audio: Path | None = None
 
 
 @dataclass(frozen=True)

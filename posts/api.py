@@ -67,6 +67,7 @@ class ShotSerializer(serializers.ModelSerializer):
         fields = [
             *("id", "position", "kind", "duration_seconds", "script", "visual_prompt", "locked", "status"),
             *("manual_asset", "generated_asset", "voice_asset", "job", "voice_job", "error", "updated_at"),
+            *("generated_clip", "clip_job"),  # the clip a video workflow made (avatar or motion), and its job
         ]
         read_only_fields = fields
 

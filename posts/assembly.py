@@ -2,8 +2,9 @@
 
 Runs as a factory job of kind `render` on the CPU queue (registered here, as the director is for
 `llm`). It reads the post as it is when the job runs: each shot's picture (manual asset, else the
-generated one, else a title card), its voice (else silence for the director's duration) and its
-script as captions. The factory's `assemble` knows nothing of posts: it gets plain clips.
+clip a video workflow made, else the generated still, else a title card), its voice (else silence for
+the director's duration) and its script as captions. The factory's `assemble` knows nothing of posts:
+it gets plain clips.
 """
 
 import hashlib
@@ -73,11 +74,16 @@ def edit_for(post: Post, *, output: Path) -> Edit:
     clips, captions, at = [], [], 0.0
     shots = Shot.objects.filter(post=post).select_related("post__artist").order_by("position")
     for shot in shots:
-        picture = shot.manual_asset or shot.generated_asset
-        path = media / picture.name if picture else title_card(shot, size=size)
         duration = float(shot.duration_seconds)
         voice = media / shot.voice_asset.name if shot.voice_asset else None
-        clips.append(Clip(path=path, duration=duration, still=_is_still(path), audio=voice))
+        if shot.generated_clip and not shot.manual_asset:
+            # The clip a video workflow made (avatar or motion). Its own audio is dropped: the voice stays the
+            # audio of record, and the clip is cut, or held on its last frame, to the voice's length.
+            clips.append(Clip(path=media / shot.generated_clip.name, duration=duration, still=False, audio=voice))
+        else:
+            picture = shot.manual_asset or shot.generated_asset
+            path = media / picture.name if picture else title_card(shot, size=size)
+            clips.append(Clip(path=path, duration=duration, still=_is_still(path), audio=voice))
         if shot.script.strip():
             captions += captions_for(shot.script, start=at, duration=duration)
         at += duration

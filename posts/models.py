@@ -211,6 +211,19 @@ class Shot(NulFreeText, models.Model):
     voice_job = models.ForeignKey(
         "factory.Job", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
     )
+    # The shot's clip, made from its still and/or voice by a video workflow (ShotWorkflow step avatar or
+    # motion); the render prefers it to the still. clip_key hashes its inputs, as picture_key does.
+    generated_clip = models.FileField(upload_to="shots/clips/", blank=True, editable=False)
+    clip_key = models.CharField(max_length=64, blank=True, editable=False)
+    clip_job = models.ForeignKey(
+        "factory.Job",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The factory job making this shot's clip (avatar or motion) now (or last).",
+    )
     error = models.TextField(blank=True, editable=False, help_text="Why producing this shot failed.")
     job = models.ForeignKey(
         "factory.Job",
@@ -239,6 +252,7 @@ class Shot(NulFreeText, models.Model):
             models.Index(fields=["manual_asset"], name="shot_manual_asset_idx"),
             models.Index(fields=["generated_asset"], name="shot_generated_asset_idx"),
             models.Index(fields=["voice_asset"], name="shot_voice_asset_idx"),
+            models.Index(fields=["generated_clip"], name="shot_generated_clip_idx"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["post", "position"], name="shot_unique_position"),

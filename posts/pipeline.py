@@ -7,11 +7,16 @@
                stored picture of the same key -> kept (a locked shot keeps whatever it has)
                a ShotWorkflow for its kind    -> comfyui job  "post.<id>/shot.<id>/picture@<key>"
                otherwise                      -> a title card, drawn at render time (animatic)
+      clip     once the shot's voice and picture are in, a video ShotWorkflow for its kind:
+               avatar  (a voice, and a still or the face) -> comfyui job "post.<id>/shot.<id>/avatar@<key>"
+               motion  (a still: made or manual)          -> comfyui job "post.<id>/shot.<id>/motion@<key>"
+               none mapped                    -> the still with a Ken Burns move (or the title card)
       nothing left to wait for               -> render job   "post.<id>/render"  (posts.assembly)
     factory.signals.job_changed -> on_job_changed: settle the shot, fail the post naming the
       shot, queue the render when the last shot is in, finish the post when the render is.
 
-A key is the hash of everything that goes into a voice or a picture. A shot is produced again
+A key is the hash of everything that goes into a voice, a picture or a clip (a clip's inputs hold
+its upstream files: a new voice or still makes a new clip). A shot is produced again
 only when its key changes, so a retry resumes where production stopped and a rewritten
 storyboard re-produces only the shots whose inputs changed. The key travels in the job's
 subject: what a job makes is known from the job alone, even when its answer comes late.
@@ -20,9 +25,11 @@ subject: what a job makes is known from the job alone, even when its answer come
 import hashlib
 import json
 import logging
+import math
 import re
 import wave
 from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -45,17 +52,22 @@ from mcn_site.realtime import post_group, publish
 from posts import services, webhooks
 from posts.director.jobs import storyboard_subject
 from posts.models import ASPECT_SIZES, Post, PostEvent, PostStatus, Shot, ShotStatus, ShotWorkflow
+from posts.workflows import workflow_parameters
 
 log = logging.getLogger(__name__)
 
-SHOT_SUBJECT_RE = re.compile(r"^post\.(\d+)/shot\.(\d+)/(picture|voice)@([0-9a-f]{16})$")
+SHOT_SUBJECT_RE = re.compile(r"^post\.(\d+)/shot\.(\d+)/(picture|voice|avatar|motion)@([0-9a-f]{16})$")
 STORYBOARD_RE = re.compile(r"^post\.(\d+)/storyboard$")
 RENDER_RE = re.compile(r"^post\.(\d+)/render$")
 POST_SUBJECT_RE = re.compile(r"^post\.(\d+)/")  # any job made for a post
 UNFINISHED = [JobStatus.QUEUED, JobStatus.RUNNING]
 SETTLED_FIELDS = [
-    *("voice_asset", "voice_key", "duration_seconds", "generated_asset", "picture_key", "error", "status", "updated_at")
+    *("voice_asset", "voice_key", "duration_seconds", "generated_asset", "picture_key", "generated_clip"),
+    *("clip_key", "clip_job", "error", "status", "updated_at"),
 ]
+CLIP_STEPS = (ShotWorkflow.Step.AVATAR, ShotWorkflow.Step.MOTION)
+DEFAULT_CLIP_FPS = 25  # a video template whose manifest names no frame rate (InfiniteTalk's own rate)
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".webp")
 # A voice the TTS server returns longer than a shot may be (60 s) is cut there by the render.
 MAX_SHOT_SECONDS = Decimal("60")
 
@@ -77,6 +89,17 @@ def render_subject(post_id: int) -> str:
 
 def shot_parameters(shot: Shot, declared: dict) -> dict:
     """What a shot template may ask for, limited to the placeholders it declares."""
+    return {key: value for key, value in offered_parameters(shot).items() if key in declared}
+
+
+def offered_parameters(shot: Shot, *, step: str = ShotWorkflow.Step.PICTURE, template=None) -> dict:
+    """The contract's values (posts.workflows.PARAMETERS) production has for this shot and step.
+
+    A clip step (avatar, motion) is offered its upstream files: SOURCE_IMAGE (the shot's still, manual or
+    made), VOICE_AUDIO (its voice) and, for the avatar, FACE_IMAGE = the still when the shot has one, else the
+    artist's face anchor. DURATION is the voice's real length when the shot speaks (the clip the avatar makes
+    lasts as long as the voice), FPS the template manifest's `fps` (else 25), FRAMES = DURATION x FPS rounded up.
+    """
     post, artist = shot.post, shot.post.artist
     wardrobe = (post.wardrobe.comfy_payload or {}) if post.wardrobe_id else {}
     width, height = ASPECT_SIZES[post.aspect_ratio]
@@ -94,11 +117,52 @@ def shot_parameters(shot: Shot, declared: dict) -> dict:
         "TRIGGER_WORD": wardrobe.get("trigger_word", ""),
         "LORA_STRENGTH": wardrobe.get("strength", 0.8),
     }
-    return {key: value for key, value in offered.items() if key in declared}
+    if step in CLIP_STEPS:
+        still = _still_name(shot)
+        seconds = _voice_seconds(shot) or float(shot.duration_seconds)
+        fps = int((getattr(template, "manifest", None) or {}).get("fps") or DEFAULT_CLIP_FPS)
+        offered.update(DURATION=round(seconds, 3), FPS=fps, FRAMES=max(1, math.ceil(round(seconds * fps, 6))))
+        if still:
+            offered["SOURCE_IMAGE"] = still
+        if shot.voice_asset:
+            offered["VOICE_AUDIO"] = shot.voice_asset.name
+        if step == ShotWorkflow.Step.AVATAR and still:
+            offered["FACE_IMAGE"] = still
+    return offered
 
 
-def picture_key(shot: Shot, template: WorkflowTemplate) -> str:
-    return _digest("picture", template.name, template.version, shot_parameters(shot, template.placeholders))
+def _still_name(shot: Shot) -> str:
+    """The shot's still as a media name (its manual image, else its made picture); "" when it has none."""
+    if shot.manual_asset and not _is_video(shot.manual_asset.name):
+        return shot.manual_asset.name
+    return "" if shot.manual_asset else shot.generated_asset.name
+
+
+def _is_video(name: str) -> bool:
+    return name.lower().endswith(VIDEO_SUFFIXES)
+
+
+def _voice_seconds(shot: Shot) -> float | None:
+    if not shot.voice_asset:
+        return None
+    try:
+        return _wav_seconds(Path(settings.MEDIA_ROOT) / shot.voice_asset.name)
+    except (OSError, EOFError, wave.Error):
+        return None  # not a readable WAV: the shot's own length stands
+
+
+def picture_values(shot: Shot, mapping: ShotWorkflow, template: WorkflowTemplate) -> dict:
+    """The picture template's values for this shot, through the mapping's bindings (ValidationError names
+    the shot, the step and the template when one has no value)."""
+    try:
+        return workflow_parameters(mapping, offered_parameters(shot), template=template)
+    except ValidationError as error:
+        message = " ".join(error.messages)
+        raise ValidationError(f"{_describe_step(shot, 'picture', template.name)}: {message}") from None
+
+
+def picture_key(template: WorkflowTemplate, values: dict) -> str:
+    return _digest("picture", template.name, template.version, values)
 
 
 def voice_parameters(shot: Shot) -> dict:
@@ -113,14 +177,76 @@ def voice_key(shot: Shot) -> str:
     return _digest("voice", voice_parameters(shot), settings.COSYVOICE_SAMPLE_RATE)
 
 
-def _shot_template(shot: Shot) -> WorkflowTemplate | None:
-    mapping = ShotWorkflow.objects.filter(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).first()
+def _step_workflow(kind: str, step: str) -> tuple[ShotWorkflow, WorkflowTemplate] | None:
+    """The mapping for this kind and step with its template's latest version; None when none is usable."""
+    mapping = ShotWorkflow.objects.filter(kind=kind, step=step).first()
     if mapping is None:
         return None
     try:
-        return template_latest(mapping.template_name)
+        return mapping, template_latest(mapping.template_name)
     except ValidationError:
         return None
+
+
+def _describe_step(shot: Shot, step: str, template_name: str = "") -> str:
+    """ "Shot 3 (B-roll), motion step, template wan22_i2v": what a failure message starts with."""
+    kind = shot.get_kind_display().split(" (")[0]  # "B-roll", not "B-roll (cutaway)"
+    where = f"Shot {shot.position} ({kind}), {step} step"
+    return f"{where}, template {template_name}" if template_name else where
+
+
+def _clip_plan(shot: Shot, workflows: dict) -> tuple[str, WorkflowTemplate, dict] | None:
+    """The video step that makes this shot's clip now, its template and values; None when none applies.
+
+    Called once the shot's voice and picture are in. Avatar: a spoken shot (it has its voice) with a still or
+    the artist's face. Motion: a shot with a still. A manual video is the shot's clip as it is. `workflows`
+    caches (kind, step) -> mapping for the rest of the post. Raises ValidationError (naming the shot, step and
+    template) when the mapping leaves a placeholder without a value.
+    """
+    if shot.manual_asset and _is_video(shot.manual_asset.name):
+        return None
+    still = _still_name(shot)
+    for step in CLIP_STEPS:
+        if (shot.kind, step) not in workflows:
+            workflows[shot.kind, step] = _step_workflow(shot.kind, step)
+        found = workflows[shot.kind, step]
+        if found is None:
+            continue
+        if step == ShotWorkflow.Step.AVATAR and not (shot.voice_asset and shot.script.strip()):
+            continue
+        if step == ShotWorkflow.Step.AVATAR and not (still or shot.post.artist.face_anchor):
+            continue
+        if step == ShotWorkflow.Step.MOTION and not still:
+            continue
+        mapping, template = found
+        offered = offered_parameters(shot, step=step, template=template)
+        try:
+            params = workflow_parameters(mapping, offered, template=template)
+        except ValidationError as error:
+            raise ValidationError(f"{_describe_step(shot, step, template.name)}: {' '.join(error.messages)}") from None
+        return step, template, params
+    return None
+
+
+def _clip_need(shot: Shot, workflows: dict) -> tuple[str, JobRequest] | None:
+    """The clip job this shot lacks (None when it has it, is making it, or no video step applies).
+
+    A shot no video step applies to any more drops its old clip (unless locked): the render then shows its
+    still, as it did before a video workflow was mapped. The caller saves the shot.
+    """
+    plan = _clip_plan(shot, workflows)
+    if plan is None:
+        if shot.generated_clip and not shot.locked:
+            shot.generated_clip, shot.clip_key = "", ""
+        return None
+    step, template, params = plan
+    key = _digest("clip", step, template.name, template.version, params)
+    subject = shot_subject(shot, step, key)
+    if shot.generated_clip and (shot.clip_key == key or shot.locked):
+        return None
+    if _waiting_for(shot.clip_job, subject):
+        return None
+    return "clip_job", JobRequest(template=template, params=params, subject=subject)
 
 
 def _waiting_for(job: Job | None, subject: str) -> bool:
@@ -140,27 +266,25 @@ def shot_generate_picture(*, shot_id: int, actor) -> Shot:
         raise ValidationError(f"Shot {shot.position} is locked: unlock it to produce it again.")
     if shot.manual_asset:
         raise ValidationError(f"Shot {shot.position} uses a manual asset: remove it to generate a picture.")
-    if not ShotWorkflow.objects.filter(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).exists():
+    mapping = ShotWorkflow.objects.filter(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).first()
+    if mapping is None:
         raise ValidationError(
             f"No workflow is set for {shot.get_kind_display()} shots: ops set one under Posts > Shot workflows."
         )
-    template = template_latest(ShotWorkflow.objects.get(kind=shot.kind, step=ShotWorkflow.Step.PICTURE).template_name)
-    _enqueue_picture(shot, template, actor)
+    template = template_latest(mapping.template_name)
+    values = picture_values(shot, mapping, template)
+    shot.job = job_enqueue(
+        template=template,
+        params=values,
+        subject=shot_subject(shot, "picture", picture_key(template, values)),
+        created_by=actor,
+    )
     Shot.objects.filter(pk=shot.pk).update(job=shot.job, status=ShotStatus.PRODUCING, error="")
     shot.status = ShotStatus.PRODUCING
     services._record(
         post=shot.post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=f"Shot {shot.position}: picture queued"
     )
     return shot
-
-
-def _enqueue_picture(shot: Shot, template: WorkflowTemplate, actor) -> None:
-    shot.job = job_enqueue(
-        template=template,
-        params=shot_parameters(shot, template.placeholders),
-        subject=shot_subject(shot, "picture", picture_key(shot, template)),
-        created_by=actor,
-    )
 
 
 # --------------------------------------------------------------------------- the whole post
@@ -187,13 +311,13 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
     shots = list(
         Shot.objects.select_for_update(of=("self",))
         .filter(post=post)
-        .select_related("post__artist__voice", "post__wardrobe", "job", "voice_job")
+        .select_related("post__artist__voice", "post__wardrobe", "job", "voice_job", "clip_job")
         .order_by("position")
     )
     # Every job of every shot queued together: one INSERT for the rows, one Redis pipeline after
     # commit (bench B9: job by job, approving a post of 10 shots cost ~100 statements).
-    templates: dict[str, WorkflowTemplate | None] = {}
-    planned = [(shot, field, request) for shot in shots for field, request in _plan_shot(shot, templates)]
+    workflows: dict[tuple[str, str], tuple | None] = {}
+    planned = [(shot, field, request) for shot in shots for field, request in _plan_shot(shot, workflows)]
     jobs = jobs_enqueue(requests=[request for _, _, request in planned], created_by=actor)
     for (shot, field, _), job in zip(planned, jobs, strict=True):
         setattr(shot, field, job)
@@ -202,7 +326,8 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
         shot.error = ""
         shot.status = ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY
         shot.updated_at = now  # bulk_update does not touch auto_now fields
-    Shot.objects.bulk_update(shots, ["job", "voice_job", "error", "status", "updated_at"])
+    fields = ["job", "voice_job", "clip_job", "generated_clip", "clip_key", "error", "status", "updated_at"]
+    Shot.objects.bulk_update(shots, fields)
     started = [job.pk for job in jobs]
     waiting = sum(_is_waiting(shot) for shot in shots)
     plan = f"{len(started)} job(s) queued for {len(shots)} shot(s)"
@@ -214,10 +339,12 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
     return post
 
 
-def _plan_shot(shot: Shot, templates: dict[str, WorkflowTemplate | None]) -> list[tuple[str, JobRequest]]:
+def _plan_shot(shot: Shot, workflows: dict) -> list[tuple[str, JobRequest]]:
     """What this shot lacks, as (the shot's job field, the job to queue); none when everything is in the cache.
 
-    `templates` remembers each kind's template for the rest of the post (two queries a kind, not a shot).
+    The clip (a video step) comes only once the voice and the picture are in: when they are still to be
+    made, _shot_job_finished plans it as the last of them arrives. `workflows` remembers each (kind, step)
+    mapping for the rest of the post (two queries a kind and step, not a shot).
     """
     needs = []
     if shot.script.strip() and settings.COSYVOICE_URL:
@@ -226,21 +353,32 @@ def _plan_shot(shot: Shot, templates: dict[str, WorkflowTemplate | None]) -> lis
         if not (shot.voice_asset and shot.voice_key == key) and not _waiting_for(shot.voice_job, subject):
             needs.append(("voice_job", JobRequest(kind=JobKind.TTS, params=voice_parameters(shot), subject=subject)))
     if not shot.manual_asset:
-        if shot.kind not in templates:
-            templates[shot.kind] = _shot_template(shot)
-        template = templates[shot.kind]
-        if template is not None:
-            key = picture_key(shot, template)
+        if (shot.kind, ShotWorkflow.Step.PICTURE) not in workflows:
+            workflows[shot.kind, ShotWorkflow.Step.PICTURE] = _step_workflow(shot.kind, ShotWorkflow.Step.PICTURE)
+        found = workflows[shot.kind, ShotWorkflow.Step.PICTURE]
+        if found is not None:
+            mapping, template = found
+            values = picture_values(shot, mapping, template)
+            key = picture_key(template, values)
             subject = shot_subject(shot, "picture", key)
             kept = shot.generated_asset and (shot.picture_key == key or shot.locked)
             if not kept and not _waiting_for(shot.job, subject):
-                params = shot_parameters(shot, template.placeholders)
-                needs.append(("job", JobRequest(template=template, params=params, subject=subject)))
+                needs.append(("job", JobRequest(template=template, params=values, subject=subject)))
+    if not needs and not _upstream_waiting(shot):
+        clip = _clip_need(shot, workflows)
+        if clip is not None:
+            needs.append(clip)
     return needs
 
 
-def _is_waiting(shot: Shot) -> bool:
+def _upstream_waiting(shot: Shot) -> bool:
+    """Whether the shot's voice or picture is still being made (its clip waits for both)."""
     return any(job is not None and job.status not in TERMINAL_STATUSES for job in (shot.job, shot.voice_job))
+
+
+def _is_waiting(shot: Shot) -> bool:
+    jobs = (shot.job, shot.voice_job, shot.clip_job)
+    return any(job is not None and job.status not in TERMINAL_STATUSES for job in jobs)
 
 
 def _enqueue_render(post: Post, actor) -> Job:
@@ -266,7 +404,7 @@ def post_cancel_jobs(*, post_id: int, actor) -> list[int]:
     cancelled fails the post in production, naming the shot, as any failed job does.
     """
     post = Post.objects.get(pk=post_id)
-    shot_jobs = Shot.objects.filter(post_id=post_id).values_list("job_id", "voice_job_id")
+    shot_jobs = Shot.objects.filter(post_id=post_id).values_list("job_id", "voice_job_id", "clip_job_id")
     ids = {job_id for pair in shot_jobs for job_id in pair if job_id} | {post.render_job_id} - {None}
     # The director's job is found by its subject: the post does not point at it.
     director = Job.objects.filter(subject=storyboard_subject(post_id)).values_list("pk", flat=True)
@@ -313,7 +451,15 @@ def _on_job_changed(*, job_id, subject, status, event, progress, error) -> None:
             publish(
                 post_group(post_id),
                 "job.progress",
-                {"shot_id": shot_id, "job_id": job_id, "status": status, "render": bool(render), **progress},
+                {
+                    "shot_id": shot_id,
+                    "job_id": job_id,
+                    "status": status,
+                    "render": bool(render),
+                    # Which step of the shot (voice, picture, avatar, motion): the page draws each on its own line.
+                    "step": shot.group(3) if shot else None,
+                    **progress,
+                },
                 progress=event == "progress",
             )
         return
@@ -342,17 +488,21 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
     post = Post.objects.select_for_update(of=("self",)).filter(pk=post_id).first()
     shot = (
         Shot.objects.select_for_update(of=("self",))
-        .select_related("job", "voice_job")
+        .select_related("post__artist__voice", "post__wardrobe", "job", "voice_job", "clip_job")
         .filter(pk=shot_id, post_id=post_id)
         .first()
     )
     if post is None or shot is None:
         return
     # Only the shot's current job may settle it: a late answer from an older job changes nothing.
-    if (shot.voice_job_id if what == "voice" else shot.job_id) != job_id:
+    field = {"voice": "voice_job_id", "picture": "job_id"}.get(what, "clip_job_id")
+    if getattr(shot, field) != job_id:
         return
-    output = JobOutput.objects.filter(job_id=job_id).order_by("attempt", "node_id", "index").last()
-    label = "voice" if what == "voice" else "picture"
+    outputs = list(JobOutput.objects.filter(job_id=job_id).order_by("attempt", "node_id", "index"))
+    if what in CLIP_STEPS:
+        # A video workflow may also save a first-frame PNG (VHS_VideoCombine): the clip is the video.
+        outputs = [output for output in outputs if _is_video(output.file.name)] or outputs
+    output = outputs[-1] if outputs else None
     problem = ""
     if status == JobStatus.SUCCEEDED and output is not None:
         if what == "voice":
@@ -360,22 +510,39 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
             seconds = Decimal(str(_wav_seconds(output.file.path))).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
             # The voice sets the shot's length: the picture is held for as long as the artist speaks.
             shot.duration_seconds = min(max(seconds, Decimal("0.10")), MAX_SHOT_SECONDS)
-        else:
+        elif what == "picture":
             shot.generated_asset.name, shot.picture_key = output.file.name, key
+        else:
+            shot.generated_clip.name, shot.clip_key = output.file.name, key
     else:
         message = (error or {}).get("message") or "it finished without a file"
-        problem = f"Shot {shot.position}: {label} failed: {message}"
+        # "Shot 3 (B-roll), motion step, template wan22-i2v: ...": the shot, its kind, the step and the
+        # template (a voice has none), so a producer knows where to look and ops which workflow to fix.
+        template = Job.objects.filter(pk=job_id).values_list("template__name", flat=True).first() or ""
+        problem = f"{_describe_step(shot, what, template)}: {message}"
         shot.error = problem
+    producing = post.status == PostStatus.RENDERING and not problem
+    if producing and what not in CLIP_STEPS and not _upstream_waiting(shot):
+        # The voice and the picture are in: the clip they feed (avatar, motion) is made now.
+        try:
+            clip = _clip_need(shot, {})
+        except ValidationError as unbound:
+            problem = shot.error = " ".join(unbound.messages)
+        else:
+            if clip is not None:
+                (shot.clip_job,) = jobs_enqueue(requests=[clip[1]], created_by=None)
     shot.status = ShotStatus.FAILED if shot.error else (ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY)
     shot.save(update_fields=SETTLED_FIELDS)
     services._record(
         post=post,
         kind=PostEvent.Kind.STORYBOARD,
         actor=None,
-        note=problem or f"Shot {shot.position}: {label} ready",
+        note=problem or f"Shot {shot.position}: {what} ready",
     )
     publish(
-        post_group(post_id), "job.finished", {"shot_id": shot_id, "job_id": job_id, "status": status, "error": error}
+        post_group(post_id),
+        "job.finished",
+        {"shot_id": shot_id, "job_id": job_id, "status": status, "error": error, "step": what},
     )
     if post.status != PostStatus.RENDERING:
         return  # made for the page's button, or production already failed: the shot keeps it for next time
@@ -387,7 +554,8 @@ def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_i
 
 def _post_waiting(post_id: int) -> bool:
     return Shot.objects.filter(
-        Q(job__status__in=UNFINISHED) | Q(voice_job__status__in=UNFINISHED), post_id=post_id
+        Q(job__status__in=UNFINISHED) | Q(voice_job__status__in=UNFINISHED) | Q(clip_job__status__in=UNFINISHED),
+        post_id=post_id,
     ).exists()
 
 

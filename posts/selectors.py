@@ -68,6 +68,8 @@ MEDIA_REFERENCES: list[tuple[str, str, str]] = [
     ("posts.Shot", "voice_asset", "post__artist"),
     ("posts.Shot", "job__outputs__file", "post__artist"),
     ("posts.Shot", "voice_job__outputs__file", "post__artist"),
+    ("posts.Shot", "generated_clip", "post__artist"),
+    ("posts.Shot", "clip_job__outputs__file", "post__artist"),
 ]
 
 
@@ -117,7 +119,7 @@ def _asset(file) -> dict | None:
 
 def storyboard_state(*, post, user) -> dict:
     """Everything the storyboard page shows, as plain JSON: the page re-reads it on every (re)connect."""
-    shots = list(post.shots.select_related("job", "voice_job").order_by("position"))
+    shots = list(post.shots.select_related("job", "voice_job", "clip_job").order_by("position"))
     actions = []
     for target in sorted(ALLOWED_TRANSITIONS[post.status]):
         label = ACTION_LABELS.get((post.status, target))
@@ -171,6 +173,11 @@ def storyboard_state(*, post, user) -> dict:
                 "job": _job(shot.job) if shot.job_id else None,
                 "voice": {"url": shot.voice_asset.url} if shot.voice_asset else None,
                 "voice_job": _job(shot.voice_job) if shot.voice_job_id else None,
+                # The clip a video workflow made (avatar: the artist speaking; motion: the still moving).
+                "clip": {**_asset(shot.generated_clip), "type": "video"} if shot.generated_clip else None,
+                "clip_job": _job(shot.clip_job) if shot.clip_job_id else None,
+                # Which video step makes it: its job's subject ends ".../avatar@<key>" or ".../motion@<key>".
+                "clip_step": shot.clip_job.subject.rsplit("/", 1)[-1].split("@")[0] if shot.clip_job_id else None,
                 "error": shot.error,
             }
             for shot in shots

@@ -278,11 +278,14 @@ SHOT_WORKFLOW = {
 }
 
 
-def make_shot_workflow(*, kind: str = ShotKind.A_ROLL, workflow: dict | None = None, **extra):
+def make_shot_workflow(
+    *, kind: str = ShotKind.A_ROLL, workflow: dict | None = None, placeholders: dict | None = None, **extra
+):
     """A ShotWorkflow for `kind` naming a freshly imported template (SHOT_WORKFLOW unless told otherwise).
 
     The template declares FACE_IMAGE (image), LORA_NAME, LORA_STRENGTH (float), TRIGGER_WORD,
-    PROMPT and SEED (int), so it asks a shot for exactly those.
+    PROMPT and SEED (int), so it asks a shot for exactly those. `placeholders` declares types the
+    import cannot infer; `step=` and `bindings=` go to the mapping.
     """
     import copy
 
@@ -290,7 +293,9 @@ def make_shot_workflow(*, kind: str = ShotKind.A_ROLL, workflow: dict | None = N
     from posts.models import ShotWorkflow
 
     template = template_import(
-        name=extra.pop("template_name", f"shot-{next(_seq)}"), workflow=copy.deepcopy(workflow or SHOT_WORKFLOW)
+        name=extra.pop("template_name", f"shot-{next(_seq)}"),
+        workflow=copy.deepcopy(workflow or SHOT_WORKFLOW),
+        placeholders=placeholders,
     )
     return ShotWorkflow.objects.create(kind=kind, template_name=template.name, **extra)
 
@@ -321,6 +326,59 @@ B_ROLL_WORKFLOW = {
     },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "b_roll"}},
 }
+
+# Model-free video workflows the fake ComfyUI runs. The avatar (issue 16's core-node "preview" shape) holds the
+# face for the voice's frames with the voice as its audio. The motion step repeats the still into an animated
+# GIF through VideoHelperSuite's Video Combine (VHS `gifs`, beside its first-frame PNG): the fake draws a
+# moving mark on each GIF frame (its MP4s are one flat colour), so the clip's frames differ over time.
+PREVIEW_AVATAR_WORKFLOW = {
+    "a1": {"class_type": "LoadImage", "inputs": {"image": "{{FACE_IMAGE}}"}},
+    "a2": {"class_type": "LoadAudio", "inputs": {"audio": "{{VOICE_AUDIO}}"}},
+    "a3": {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["a1", 0], "upscale_method": "bilinear", "width": 216, "height": 384, "crop": "center"},
+    },
+    "a4": {"class_type": "RepeatImageBatch", "inputs": {"image": ["a3", 0], "amount": "{{FRAMES}}"}},
+    "a5": {"class_type": "CreateVideo", "inputs": {"images": ["a4", 0], "fps": "{{FPS}}", "audio": ["a2", 0]}},
+    "a6": {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["a5", 0], "filename_prefix": "avatar", "format": "auto", "codec": "auto"},
+    },
+}
+MOTION_GIF_WORKFLOW = {  # needs FakeComfyUI(extra_nodes=VHS_NODES)
+    "m1": {"class_type": "LoadImage", "inputs": {"image": "{{SOURCE_IMAGE}}"}},
+    "m2": {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["m1", 0], "upscale_method": "bilinear", "width": 216, "height": 384, "crop": "center"},
+    },
+    "m3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["m2", 0], "amount": "{{FRAMES}}"}},
+    "m4": {
+        "class_type": "VHS_VideoCombine",
+        "inputs": {
+            "images": ["m3", 0],
+            "frame_rate": "{{FPS}}",
+            "loop_count": 0,
+            "filename_prefix": "motion",
+            "format": "image/gif",
+            "pingpong": False,
+            "save_output": True,
+        },
+    },
+}
+PREVIEW_MOTION_WORKFLOW = {  # core nodes only: what a real ComfyUI on a CPU runs (MCN_REAL_COMFYUI_URL tests)
+    "m1": {"class_type": "LoadImage", "inputs": {"image": "{{SOURCE_IMAGE}}"}},
+    "m2": {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["m1", 0], "upscale_method": "bilinear", "width": 216, "height": 384, "crop": "center"},
+    },
+    "m3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["m2", 0], "amount": "{{FRAMES}}"}},
+    "m4": {"class_type": "CreateVideo", "inputs": {"images": ["m3", 0], "fps": "{{FPS}}"}},
+    "m5": {
+        "class_type": "SaveVideo",
+        "inputs": {"video": ["m4", 0], "filename_prefix": "motion", "format": "auto", "codec": "auto"},
+    },
+}
+VIDEO_PLACEHOLDERS = {"FRAMES": {"type": "int"}, "FPS": {"type": "float"}}
 
 
 # --- media (what production leaves: the download endpoints' files) ------------------------

@@ -134,6 +134,11 @@ KINDS: dict[str, Kind] = {
         lambda a, p, s: _named(Shot, s.pk, "generated_asset", f"shots/generated/p{p.pk}-1.png", png_bytes(8, 8)),
         MEMBERS,
     ),
+    "generated clip": Kind(
+        ("posts.Shot", "generated_clip"),
+        lambda a, p, s: _named(Shot, s.pk, "generated_clip", f"shots/clips/p{p.pk}-1.mp4", mp4_bytes()),
+        MEMBERS,
+    ),
     "voice asset": Kind(
         ("posts.Shot", "voice_asset"),
         lambda a, p, s: _named(Shot, s.pk, "voice_asset", f"shots/voice/p{p.pk}-1.wav", wav_bytes(1)),

@@ -444,6 +444,12 @@ function buildCard(id) {
   card.voicePlayer = h("span", { class: "voice-player" });
   card.voice = h("div", { class: "voice", hidden: true }, micIcon(), card.voiceSpin, card.voiceState, card.voicePlayer);
   card.drawnVoice = undefined;
+  // The shot's clip (a video workflow: the artist speaking, or the still moving), made after the voice and picture.
+  card.clipSpin = h("span", { class: "spinner", "aria-hidden": "true" });
+  card.clipState = h("span", { class: "clip-state" });
+  card.clipBar = h("progress", { class: "clip-bar", max: "100", value: "0" });
+  card.clipLink = h("a", { class: "clip-link", target: "_blank", rel: "noopener", text: "▶ Clip" });
+  card.clip = h("div", { class: "clip", hidden: true }, card.clipSpin, card.clipState, card.clipLink, card.clipBar);
 
   card.root = h("li", { class: "shot-card", "data-shot-id": String(id) },
     h("div", { class: "shot-rail" }, card.handle, card.pos, card.up, card.down),
@@ -464,6 +470,7 @@ function buildCard(id) {
         h("div", { class: "job-line" }, card.statusChip, card.node),
         card.bar, card.jobError),
       card.voice,
+      card.clip,
       h("div", { class: "gen-line" }, card.generate, card.genHint)));
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
@@ -679,6 +686,7 @@ function updateCard(card, shot, index, last, editable) {
 
   updateJob(card, shot);
   updateVoice(card, shot);
+  updateClip(card, shot);
 
   card.generate.textContent = producing ? "Generating…" : "Generate picture";
   card.generate.disabled = frozen || Boolean(shot.manual_asset) || producing;
@@ -841,6 +849,29 @@ function updateJob(card, shot) {
   const message = shot.error || (failed ? (job.error_message || "The picture could not be made. Try again, or tell ops.") : "");
   card.jobError.hidden = !message;
   card.jobError.textContent = message;
+}
+
+const CLIP_STEP = { avatar: "Clip (speaking)", motion: "Clip (motion)" };
+
+function updateClip(card, shot) {
+  const job = shot.clip_job;
+  const making = running(job);
+  const failed = !making && !shot.clip && finished(job) && job.status !== "succeeded";
+  const label = CLIP_STEP[shot.clip_step] || "Clip";
+  card.clip.hidden = !shot.clip && !making && !failed;
+  card.clip.dataset.state = making ? "making" : shot.clip ? "ready" : failed ? "failed" : "none";
+  card.clipSpin.hidden = !making;
+  card.clipBar.hidden = !making;
+  card.clipBar.value = making && job.status !== "queued" ? job.percent || 0 : 0;
+  card.clipBar.setAttribute("aria-label", `Shot ${shot.position} clip progress`);
+  // A video model reports its sampler's steps: "Node 12 · 40%" is the window being sampled.
+  card.clipState.textContent = making
+    ? job.status === "queued" ? `${label}: waiting for a GPU…`
+      : job.node ? `${label} · node ${job.node} · ${Math.round(job.percent || 0)}%` : `${label}: starting…`
+    : failed ? `${label} failed` : "";
+  card.clipState.hidden = !card.clipState.textContent;
+  card.clipLink.hidden = !shot.clip || making;
+  if (shot.clip) card.clipLink.href = shot.clip.url;
 }
 
 function updateVoice(card, shot) {
@@ -1183,6 +1214,12 @@ function onEvent(message) {
         Object.assign(shot.voice_job, { status: message.status, percent: message.percent ?? shot.voice_job.percent });
         if (card) updateVoice(card, shot);
         break; // the voice itself comes with job.finished, which re-reads the state
+      }
+      if (shot.clip_job && shot.clip_job.id === message.job_id) {
+        if (finished(shot.clip_job)) break; // a late hint
+        Object.assign(shot.clip_job, { status: message.status, percent: message.percent ?? shot.clip_job.percent, node: message.node ?? shot.clip_job.node });
+        if (card) updateClip(card, shot);
+        break; // the clip itself comes with job.finished, which re-reads the state
       }
       if (!shot.job || shot.job.id !== message.job_id) {
         refresh(); // a job this page has not seen yet (someone else pressed Generate, or production started it)

@@ -202,13 +202,19 @@ def test_cancel_cancels_the_posts_unfinished_jobs(api, artist):
     post = make_post(artist=artist, shots=1, status=PostStatus.RENDERING)
     queued = make_job(subject=f"post.{post.pk}/shot.1/picture@0123456789abcdef")
     done = make_job(status=JobStatus.SUCCEEDED)
-    Shot.objects.filter(post=post).update(job=queued, voice_job=done)
+    clip = make_job(subject=f"post.{post.pk}/shot.1/motion@0123456789abcdef")
+    Shot.objects.filter(post=post).update(job=queued, voice_job=done, clip_job=clip)
     unrelated = make_job()
     response = act(api, post, "cancel")
     assert response.status_code == 200, response.content
-    assert response.json()["job_ids"] == [queued.pk]
+    assert response.json()["job_ids"] == [queued.pk, clip.pk]
     statuses = dict(Job.objects.values_list("pk", "status"))
-    assert statuses == {queued.pk: JobStatus.CANCELLED, done.pk: JobStatus.SUCCEEDED, unrelated.pk: JobStatus.QUEUED}
+    assert statuses == {
+        queued.pk: JobStatus.CANCELLED,
+        done.pk: JobStatus.SUCCEEDED,
+        clip.pk: JobStatus.CANCELLED,
+        unrelated.pk: JobStatus.QUEUED,
+    }
 
 
 def test_an_idempotency_key_replays_the_first_answer_and_queues_nothing_new(api, artist):

@@ -29,6 +29,7 @@ from tests.factories import (
     make_media_file,
     make_post,
     make_shot,
+    make_template,
     make_user,
     wav_bytes,
 )
@@ -155,7 +156,7 @@ def open_post(page, base: str, post: Post) -> None:
 
 
 def test_a_failed_post_names_the_shot_and_why_and_puts_retry_render_first(asgi_server, rq_clean, page, screenshot):
-    failure = f"Shot 3: voice failed: {VOICE_DOWN}"
+    failure = f"Shot 3 (A-roll), voice step: {VOICE_DOWN}"
     post, shots = a_post(PostStatus.FAILED, failure=failure)
     third = shots[2]
     voice_job = a_job(
@@ -297,3 +298,39 @@ def test_production_progress_arrives_live_from_the_last_voice_to_the_finished_vi
     # Taken again with animations on: frozen, Chrome's media controls keep their loading spinner on the frame.
     page.wait_for_timeout(500)
     page.screenshot(path=str(screenshot(page, "production-video", clip=clip)), clip=clip)
+
+
+def test_a_shots_clip_step_shows_its_own_progress_and_then_the_clip(asgi_server, rq_clean, page, tmp_path):
+    post, shots = a_post(PostStatus.RENDERING)
+    cutaway = shots[1]
+    motion = a_job(
+        JobKind.COMFYUI,
+        f"post.{post.pk}/shot.{cutaway.pk}/motion@{'0' * 16}",
+        status=JobStatus.RUNNING,
+        progress_percent=10,
+        progress_node="m3",
+        heartbeat_at=timezone.now(),
+        template=make_template(),
+    )
+    Shot.objects.filter(pk=cutaway.pk).update(clip_job=motion, status=ShotStatus.PRODUCING)
+
+    open_post(page, asgi_server.url, post)
+    cutaway_card = card(page, cutaway)
+    # The picture is in; the clip made from it is the step still running, drawn on a line of its own.
+    expect(cutaway_card.locator(".clip-state")).to_have_text("Clip (motion) · node m3 · 10%")
+    expect(cutaway_card.get_by_role("progressbar", name="Shot 2 clip progress")).to_be_visible()
+
+    # The video model's sampler steps, pushed live.
+    from_a_worker(
+        factory.job_progress, job_id=motion.pk, claim=motion.claim, node="m3", value=8, maximum=20, percent=40
+    )
+    expect(cutaway_card.locator(".clip-state")).to_have_text("Clip (motion) · node m3 · 40%")
+
+    # The clip is in: the shot is ready, the link plays it, and the render is queued.
+    make_job_output(job=motion, data=mp4(tmp_path), name="motion_00001_.mp4", content_type="video/mp4")
+    from_a_worker(factory.job_succeed, job_id=motion.pk, claim=motion.claim, require_output=False)
+    expect(cutaway_card.locator(".shot-status")).to_have_text("Ready")
+    expect(cutaway_card.get_by_role("link", name="▶ Clip")).to_be_visible()
+    expect(cutaway_card.locator(".clip-state")).to_be_hidden()
+    assert Post.objects.get(pk=post.pk).render_job is not None
+    assert page.evaluate("window.__noReload") is True

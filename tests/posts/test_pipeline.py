@@ -259,7 +259,9 @@ def test_a_failed_job_marks_the_shot_failed_and_says_why(shot, django_capture_on
 
     shot.refresh_from_db()
     assert (shot.status, shot.generated_asset.name) == (ShotStatus.FAILED, "")
-    assert shot.post.events.get().note == "Shot 1: picture failed: Out of GPU memory on gpu-1."
+    # The shot, its kind, the step and the template: where to look, and which workflow to fix.
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Out of GPU memory on gpu-1."
+    assert shot.post.events.get().note == expected
 
 
 def test_a_cancelled_job_marks_the_shot_failed(shot, django_capture_on_commit_callbacks):
@@ -270,7 +272,8 @@ def test_a_cancelled_job_marks_the_shot_failed(shot, django_capture_on_commit_ca
 
     shot.refresh_from_db()
     assert shot.status == ShotStatus.FAILED
-    assert shot.post.events.get().note == "Shot 1: picture failed: Cancelled by olga."
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Cancelled by olga."
+    assert shot.post.events.get().note == expected
 
 
 def test_news_of_an_older_job_changes_nothing(shot, django_capture_on_commit_callbacks):
@@ -358,6 +361,7 @@ def test_progress_is_pushed_to_the_posts_group_as_job_progress():
             "job_id": job.pk,
             "status": "running",
             "render": False,
+            "step": "picture",
             "node": "5",
             "value": 10,
             "max": 20,
@@ -393,7 +397,14 @@ def test_a_finished_job_pushes_post_changed_then_job_finished():
 
     assert heard == [
         {"event": "post.changed", "version": 1, "by": "", "kind": "storyboard", "note": "Shot 1: picture ready"},
-        {"event": "job.finished", "shot_id": shot.pk, "job_id": job.pk, "status": "succeeded", "error": None},
+        {
+            "event": "job.finished",
+            "shot_id": shot.pk,
+            "job_id": job.pk,
+            "status": "succeeded",
+            "error": None,
+            "step": "picture",
+        },
     ]
     shot.refresh_from_db()
     assert shot.status == ShotStatus.READY
@@ -411,11 +422,13 @@ def test_a_failed_job_pushes_its_error():
 
     heard = listen(shot.post_id, producer, fail, count=2)
 
-    assert heard[0]["note"] == "Shot 1: picture failed: Out of GPU memory on gpu-1."
+    expected = f"Shot 1 (A-roll), picture step, template {job.template.name}: Out of GPU memory on gpu-1."
+    assert heard[0]["note"] == expected
     assert heard[1] == {
         "event": "job.finished",
         "shot_id": shot.pk,
         "job_id": job.pk,
         "status": "failed",
         "error": {"kind": "oom", "message": "Out of GPU memory on gpu-1."},
+        "step": "picture",
     }

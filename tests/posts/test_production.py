@@ -193,7 +193,7 @@ def test_a_failed_voice_fails_the_post_naming_the_shot_and_the_reason(
         answer(voices[1], fail="The voice server failed (500): Internal Server Error.")
 
     post.refresh_from_db()
-    reason = "Shot 2: voice failed: The voice server failed (500): Internal Server Error."
+    reason = "Shot 2 (A-roll), voice step: The voice server failed (500): Internal Server Error."
     assert (post.status, post.failure) == (PostStatus.FAILED, reason)
     assert post.shots.get(position=2).error == reason
     assert post.events.filter(kind=PostEvent.Kind.STATUS, to_status=PostStatus.FAILED, note=reason).exists()
@@ -359,3 +359,121 @@ def test_wav_duration_is_read_from_the_header(tmp_path):
     with wave.open(str(path)) as audio:
         assert audio.getframerate() == 22050
     assert pipeline._wav_seconds(path) == pytest.approx(1.5, abs=1e-4)
+
+
+# --- video steps (issue 16): voice -> avatar, still -> motion ---------------------------------------------
+
+
+@pytest.fixture
+def settle(django_capture_on_commit_callbacks):
+    """answer(job, ...) with its after-commit news delivered, as a worker's commit delivers it."""
+
+    def run(job, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            answer(job, **kwargs)
+
+    return run
+
+
+def _avatar_mapping(**extra):
+    from tests.factories import PREVIEW_AVATAR_WORKFLOW, VIDEO_PLACEHOLDERS
+
+    return make_shot_workflow(
+        kind=ShotKind.A_ROLL, step="avatar", workflow=PREVIEW_AVATAR_WORKFLOW, placeholders=VIDEO_PLACEHOLDERS, **extra
+    )
+
+
+def test_the_avatar_waits_for_the_voice_and_is_asked_for_a_clip_as_long_as_it(reviewer, tts_on, settle):
+    _avatar_mapping()
+    post = post_in_review(reviewer, shots=1)
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+    shot = post.shots.get()
+    assert shot.clip_job is None  # the voice first
+    settle(shot.voice_job, seconds=1.3)
+
+    shot.refresh_from_db()
+    clip = shot.clip_job
+    assert clip.subject.startswith(f"post.{post.pk}/shot.{shot.pk}/avatar@")
+    assert clip.params["VOICE_AUDIO"] == shot.voice_asset.name
+    assert clip.params["FACE_IMAGE"] == post.artist.face_anchor.name  # no still: the face anchor speaks
+    assert (clip.params["FPS"], clip.params["FRAMES"]) == (25.0, 33)  # 1.3 s x 25 fps, rounded up
+    assert shot.status == ShotStatus.PRODUCING
+    post.refresh_from_db()
+    assert post.render_job is None  # the render waits for the clip
+
+
+def test_a_template_manifest_fps_sets_the_clips_frame_rate(reviewer, tts_on, settle):
+    from factory.models import WorkflowTemplate
+
+    mapping = _avatar_mapping()
+    if not hasattr(WorkflowTemplate, "manifest"):
+        pytest.skip("WorkflowTemplate.manifest comes with helper 16-preflight's branch")
+    WorkflowTemplate.objects.filter(name=mapping.template_name).update(manifest={"fps": 16})
+    post = post_in_review(reviewer, shots=1)
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+    settle(post.shots.get().voice_job, seconds=1.0)
+
+    clip = post.shots.get().clip_job
+    assert (clip.params["FPS"], clip.params["FRAMES"]) == (16.0, 16)
+
+
+def test_a_clip_that_settles_the_last_shot_queues_the_render_and_keeps_the_voice_and_still(reviewer, tts_on, settle):
+    _avatar_mapping()
+    post = post_in_review(reviewer, shots=1)
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+    settle(post.shots.get().voice_job)
+    shot = post.shots.get()
+
+    settle(shot.clip_job)
+
+    shot.refresh_from_db()
+    post.refresh_from_db()
+    assert shot.generated_clip.name and shot.clip_key and shot.status == ShotStatus.READY
+    assert post.render_job is not None
+
+
+def test_an_unbound_placeholder_fails_the_post_naming_shot_step_and_template(reviewer, tts_on, settle):
+    workflow = {
+        "1": {"class_type": "LoadAudio", "inputs": {"audio": "{{AUDIO_PATH}}"}},
+        "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "x"}},
+    }
+    make_shot_workflow(kind=ShotKind.A_ROLL, step="avatar", workflow=workflow, template_name="longcat_avatar")
+    post = post_in_review(reviewer, shots=1)
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    settle(post.shots.get().voice_job)
+
+    post.refresh_from_db()
+    assert post.status == PostStatus.FAILED
+    assert post.failure.startswith("Shot 1 (A-roll), avatar step, template longcat_avatar: "), post.failure
+    assert "AUDIO_PATH" in post.failure
+
+
+def test_without_a_video_mapping_a_shot_drops_its_old_clip_and_renders_its_still(reviewer):
+    post = post_in_review(reviewer, shots=1)
+    shot = post.shots.get()
+    Shot.objects.filter(pk=shot.pk).update(generated_clip=make_media_file("shots/clips/old.mp4", b"x"), clip_key="k")
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    shot.refresh_from_db()
+    assert not shot.generated_clip and not shot.clip_key
+    assert not Job.objects.filter(kind=JobKind.COMFYUI).exists()
+    post.refresh_from_db()
+    assert post.render_job is not None  # the title card with a Ken Burns move, as before
+
+
+def test_a_locked_shot_keeps_its_clip(reviewer, tts_on):
+    _avatar_mapping()
+    post = post_in_review(reviewer, shots=1, locked=True)
+    shot = post.shots.get()
+    voice = make_media_file("shots/voice/v.wav", wav_bytes(1.0, rate=24000))
+    key = pipeline.voice_key(Shot.objects.select_related("post__artist__voice").get(pk=shot.pk))
+    clip = make_media_file("shots/clips/kept.mp4", b"x")
+    Shot.objects.filter(pk=shot.pk).update(voice_asset=voice, voice_key=key, generated_clip=clip, clip_key="old")
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    shot.refresh_from_db()
+    assert shot.generated_clip.name == clip and shot.clip_job is None

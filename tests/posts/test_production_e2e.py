@@ -4,6 +4,9 @@ A GPU worker (run_gpu_worker) makes the pictures, the CPU worker (rqworker cpu, 
 it) makes the voices and the render; the test only approves and reads what came out with ffprobe.
 """
 
+import hashlib
+import math
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +20,10 @@ from posts.models import PostStatus, ShotKind
 from tests.factories import (
     A_ROLL_WORKFLOW,
     B_ROLL_WORKFLOW,
+    MOTION_GIF_WORKFLOW,
+    PREVIEW_AVATAR_WORKFLOW,
+    PREVIEW_MOTION_WORKFLOW,
+    VIDEO_PLACEHOLDERS,
     make_artist,
     make_media_file,
     make_post,
@@ -26,6 +33,7 @@ from tests.factories import (
     make_voice,
 )
 from tests.factory.conftest import probe, wait_for
+from tests.fakes.comfyui import VHS_NODES, FakeComfyUI
 
 FFPROBE = shutil.which("ffprobe")
 pytestmark = [
@@ -111,7 +119,7 @@ def test_a_failed_voice_fails_the_post_and_retry_makes_only_that_voice(workers, 
 
     wait_for(lambda: settled(post), timeout=120, what="the post to fail")
     assert post.status == PostStatus.FAILED
-    assert post.failure.startswith("Shot ") and ": voice failed: The voice server failed (500)" in post.failure
+    assert post.failure.startswith("Shot ") and "(A-roll), voice step: The voice server failed (500)" in post.failure
     # Wait until the other two voices and the pictures are in: they are kept for the retry.
     pictures = Job.objects.filter(kind=JobKind.COMFYUI)
     wait_for(
@@ -131,3 +139,181 @@ def test_a_failed_voice_fails_the_post_and_retry_makes_only_that_voice(workers, 
     assert len(fake_cosyvoice.requests()) == 4  # three, then the failed one again
     assert Job.objects.filter(kind=JobKind.COMFYUI).count() == pictures_before
     assert post.final_video
+
+
+# --- video steps (issue 16): the artist speaks (avatar), the B-roll moves (motion) ----------------
+
+
+@pytest.fixture
+def fake_comfyui():
+    """The fake with VideoHelperSuite's Video Combine installed (the motion workflow saves through it)."""
+    fake = FakeComfyUI(extra_nodes=VHS_NODES).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def video_post(settings, fake_cosyvoice):
+    """Two spoken A-roll shots mapped to the avatar preview (no picture step: the face anchor speaks), and a
+    silent B-roll whose flat still (B_ROLL_WORKFLOW) the motion preview turns into a clip."""
+    settings.COSYVOICE_URL = fake_cosyvoice.url
+    make_shot_workflow(
+        kind=ShotKind.A_ROLL,
+        step="avatar",
+        workflow=PREVIEW_AVATAR_WORKFLOW,
+        placeholders=VIDEO_PLACEHOLDERS,
+        template_name="avatar_preview",
+    )
+    make_shot_workflow(kind=ShotKind.B_ROLL, workflow=B_ROLL_WORKFLOW)
+    make_shot_workflow(
+        kind=ShotKind.B_ROLL,
+        step="motion",
+        workflow=MOTION_GIF_WORKFLOW,
+        placeholders=VIDEO_PLACEHOLDERS,
+        template_name="motion_preview",
+    )
+    reviewer = make_user(role=roles.REVIEWER)
+    artist = make_artist(members=[reviewer], voice=make_voice(speaker_id="中文女"))
+    post = make_post(artist=artist, status=PostStatus.REVIEW, title="会动的视频")
+    make_shot(post=post, position=1, script="大家好，我是露娜。")
+    make_shot(post=post, position=2, kind=ShotKind.B_ROLL, script="", visual_prompt="Gold bars", duration_seconds=1.5)
+    make_shot(post=post, position=3, script="下期见！")
+    return post, reviewer
+
+
+def step_of(job: Job) -> str:
+    """What a job made for its shot (voice, picture, avatar, motion) or "render": its subject says."""
+    return job.subject.rsplit("/", 1)[-1].split("@")[0]
+
+
+def _frame(path: Path, at: float):
+    """One decoded frame of the MP4 at `at` seconds, as a PIL image."""
+    import io
+    import subprocess
+
+    from PIL import Image
+
+    from factory.render import ffmpeg_binary
+
+    argv = [ffmpeg_binary(), "-v", "error", "-ss", f"{at:.3f}", "-i", str(path), "-frames:v", "1", "-f", "image2pipe"]
+    argv += ["-c:v", "png", "-"]
+    return Image.open(io.BytesIO(subprocess.run(argv, capture_output=True, check=True).stdout)).convert("RGB")
+
+
+def _moved(before, after) -> int:
+    """The largest change of any pixel's channel between two frames (0: the same picture)."""
+    from PIL import ImageChops
+
+    return max(high for _, high in ImageChops.difference(before, after).getextrema())
+
+
+def _loudness(path: Path, start: float, end: float) -> float:
+    """The RMS level (dB) of the MP4's audio between two instants (-inf for digital silence)."""
+    import re
+    import subprocess
+
+    from factory.render import ffmpeg_binary
+
+    argv = [ffmpeg_binary(), "-v", "info", "-ss", f"{start:.3f}", "-t", f"{end - start:.3f}", "-i", str(path)]
+    argv += ["-vn", "-af", "astats=measure_perchannel=none", "-f", "null", "-"]
+    log = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+    level = re.findall(r"RMS level dB: (-?inf|-?[\d.]+)", log)[-1]
+    return float(level)
+
+
+def test_a_roll_speaks_through_the_avatar_and_b_roll_moves_through_the_motion_step(workers, video_post):
+    fake_comfyui, _ = workers
+    post, reviewer = video_post
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    wait_for(lambda: settled(post), timeout=240, what="the post to be rendered")
+    assert post.status == PostStatus.DONE, post.failure
+    shots = list(post.shots.order_by("position"))
+    steps = sorted(step_of(job) for job in Job.objects.filter(kind=JobKind.COMFYUI))
+    assert steps == ["avatar", "avatar", "motion", "picture"]
+    assert all(shot.generated_clip for shot in shots)
+    for shot in (shots[0], shots[2]):
+        # The avatar was asked for a clip as long as the voice, at the template's rate (25 fps by default).
+        avatar = Job.objects.get(subject__startswith=f"post.{post.pk}/shot.{shot.pk}/avatar@")
+        seconds = pipeline._wav_seconds(Path(settings.MEDIA_ROOT) / shot.voice_asset.name)
+        assert avatar.params["FPS"] == 25.0 and avatar.params["FRAMES"] == math.ceil(round(seconds * 25, 6))
+        assert avatar.params["VOICE_AUDIO"] == shot.voice_asset.name
+        assert avatar.params["FACE_IMAGE"] == post.artist.face_anchor.name
+        assert avatar.created_at >= shot.voice_job.finished_at  # the voice first, then the avatar
+    motion = Job.objects.get(subject__startswith=f"post.{post.pk}/shot.{shots[1].pk}/motion@")
+    assert motion.params["SOURCE_IMAGE"] == shots[1].generated_asset.name
+    # The face and each voice reached ComfyUI through its upload API, byte for byte.
+    uploaded = {upload.sha256 for upload in fake_comfyui.uploads()}
+    media = Path(settings.MEDIA_ROOT)
+    for name in (post.artist.face_anchor.name, shots[0].voice_asset.name, shots[2].voice_asset.name):
+        assert hashlib.sha256((media / name).read_bytes()).hexdigest() in uploaded, name
+
+    final = media / post.final_video.name
+    info = probe(final)
+    kinds = {stream["codec_type"]: stream for stream in info["streams"]}
+    total = float(sum(shot.duration_seconds for shot in shots))
+    assert abs(float(kinds["video"]["duration"]) - total) <= 1 / FPS
+    assert kinds["audio"]["codec_name"] == "aac"
+    first, second = float(shots[0].duration_seconds), float(shots[1].duration_seconds)
+    # B-roll moves: two instants of its clip differ (a flat still under Ken Burns would not).
+    assert _moved(_frame(final, first + 0.2), _frame(final, first + second - 0.2)) > 64
+    # The audio of record is the TTS voice: heard over the A-roll, silence over the silent B-roll clip.
+    assert _loudness(final, 0.1, first - 0.1) > -40
+    assert _loudness(final, first + 0.1, first + second - 0.1) == float("-inf")
+
+
+def test_a_failed_motion_step_names_shot_kind_step_and_template_and_retry_redoes_only_it(workers, video_post):
+    fake_comfyui, _ = workers
+    post, reviewer = video_post
+    fake_comfyui.execution_error_at_node("m3", "Allocation on device failed")
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    wait_for(lambda: settled(post), timeout=240, what="the post to fail")
+    assert post.status == PostStatus.FAILED
+    assert post.failure.startswith("Shot 2 (B-roll), motion step, template motion_preview: "), post.failure
+    assert "Allocation on device failed" in post.failure
+    comfy = Job.objects.filter(kind=JobKind.COMFYUI)
+    wait_for(lambda: not comfy.exclude(status__in=TERMINAL_STATUSES).exists(), timeout=120, what="the avatars")
+    before = {job.pk for job in Job.objects.all()}
+    # An avatar whose voice came in after the post had failed was never queued: it is missing too.
+    unmade = post.shots.filter(kind=ShotKind.A_ROLL, generated_clip="").count()
+
+    pipeline.post_produce(post_id=post.pk, actor=reviewer)
+
+    wait_for(lambda: settled(post), timeout=240, what="the retried post to be rendered")
+    assert post.status == PostStatus.DONE, post.failure
+    again = sorted(step_of(job) for job in Job.objects.exclude(pk__in=before))
+    assert again == ["avatar"] * unmade + ["motion", "render"]  # no voice, no picture, no avatar made twice
+    assert all(shot.generated_clip for shot in post.shots.all())
+
+
+@pytest.mark.skipif(not os.environ.get("MCN_REAL_COMFYUI_URL"), reason="opt-in: set MCN_REAL_COMFYUI_URL")
+def test_on_a_real_comfyui_the_preview_workflows_make_the_a_roll_speak_and_the_b_roll_a_clip(
+    settings, fake_cosyvoice, start_worker
+):
+    """The same path on a real ComfyUI (e.g. 0.3.64 on a CPU, no models): uploads, video outputs, the render."""
+    env = {"COSYVOICE_URL": fake_cosyvoice.url, "COSYVOICE_SAMPLE_RATE": "24000"}
+    start_worker(os.environ["MCN_REAL_COMFYUI_URL"], env=env)
+    start_worker(cpu=True, env=env)
+    settings.COSYVOICE_URL = fake_cosyvoice.url
+    video = {"placeholders": VIDEO_PLACEHOLDERS}
+    make_shot_workflow(kind=ShotKind.A_ROLL, step="avatar", workflow=PREVIEW_AVATAR_WORKFLOW, **video)
+    make_shot_workflow(kind=ShotKind.B_ROLL, workflow=B_ROLL_WORKFLOW)
+    make_shot_workflow(kind=ShotKind.B_ROLL, step="motion", workflow=PREVIEW_MOTION_WORKFLOW, **video)
+    reviewer = make_user(role=roles.REVIEWER)
+    post = make_post(artist=make_artist(members=[reviewer], voice=make_voice(speaker_id="中文女")), status="review")
+    make_shot(post=post, position=1, script="大家好，我是露娜。")
+    make_shot(post=post, position=2, kind=ShotKind.B_ROLL, script="", visual_prompt="Gold bars", duration_seconds=1.5)
+
+    pipeline.post_approve(post_id=post.pk, actor=reviewer)
+
+    wait_for(lambda: settled(post), timeout=300, what="the post to be rendered on the real ComfyUI")
+    assert post.status == PostStatus.DONE, post.failure
+    shots = list(post.shots.order_by("position"))
+    assert all(shot.generated_clip.name.endswith(".mp4") for shot in shots)
+    info = probe(Path(settings.MEDIA_ROOT) / post.final_video.name)
+    video_stream = next(s for s in info["streams"] if s["codec_type"] == "video")
+    total = float(sum(shot.duration_seconds for shot in shots))
+    assert abs(float(video_stream["duration"]) - total) <= 1 / FPS

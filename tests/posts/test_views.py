@@ -629,6 +629,27 @@ def test_a_reviewer_approves(post_in_review, reviewer):
     assert moves == [("review", "approved", "Lovely."), ("approved", "rendering", "")]
 
 
+def test_approving_with_a_picture_workflow_that_leaves_a_placeholder_unbound_is_refused_naming_it(
+    post_in_review, reviewer
+):
+    from tests.factories import make_shot_workflow
+
+    workflow = {
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{POSITIVE_PROMPT}}"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+    }
+    make_shot_workflow(kind=post_in_review.shots.get().kind, workflow=workflow, template_name="portrait")
+    before = snapshot(post_in_review)
+
+    response = post_json(reviewer, url(post_in_review, "actions/approved"), {"version": 1})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("Shot 1 (A-roll), picture step, template portrait: "), error
+    assert "POSITIVE_PROMPT" in error
+    assert snapshot(post_in_review) == before  # not approved: nothing queued, nothing lost
+
+
 def test_rejecting_without_feedback_is_refused(post_in_review, reviewer):
     before = snapshot(post_in_review)
 
