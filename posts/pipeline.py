@@ -177,15 +177,22 @@ def voice_key(shot: Shot) -> str:
     return _digest("voice", voice_parameters(shot), settings.COSYVOICE_SAMPLE_RATE)
 
 
-def _step_workflow(kind: str, step: str) -> tuple[ShotWorkflow, WorkflowTemplate] | None:
-    """The mapping for this kind and step with its template's latest version; None when none is usable."""
-    mapping = ShotWorkflow.objects.filter(kind=kind, step=step).first()
+def _step_workflow(shot: Shot, step: str) -> tuple[ShotWorkflow, WorkflowTemplate] | None:
+    """The mapping for this shot's kind and step with its template's latest version; None when none is mapped.
+
+    A mapping whose template has no active version any more (deactivated or deleted since it was saved) is a
+    ValidationError naming the shot, the step and the template, never a silent title card or still.
+    """
+    mapping = ShotWorkflow.objects.filter(kind=shot.kind, step=step).first()
     if mapping is None:
         return None
     try:
         return mapping, template_latest(mapping.template_name)
-    except ValidationError:
-        return None
+    except ValidationError as error:
+        raise ValidationError(
+            f"{_describe_step(shot, step, mapping.template_name)}: {' '.join(error.messages)} "
+            "Import the template again, or change the mapping under Posts > Shot workflows."
+        ) from None
 
 
 def _describe_step(shot: Shot, step: str, template_name: str = "") -> str:
@@ -208,7 +215,7 @@ def _clip_plan(shot: Shot, workflows: dict) -> tuple[str, WorkflowTemplate, dict
     still = _still_name(shot)
     for step in CLIP_STEPS:
         if (shot.kind, step) not in workflows:
-            workflows[shot.kind, step] = _step_workflow(shot.kind, step)
+            workflows[shot.kind, step] = _step_workflow(shot, step)
         found = workflows[shot.kind, step]
         if found is None:
             continue
@@ -354,7 +361,7 @@ def _plan_shot(shot: Shot, workflows: dict) -> list[tuple[str, JobRequest]]:
             needs.append(("voice_job", JobRequest(kind=JobKind.TTS, params=voice_parameters(shot), subject=subject)))
     if not shot.manual_asset:
         if (shot.kind, ShotWorkflow.Step.PICTURE) not in workflows:
-            workflows[shot.kind, ShotWorkflow.Step.PICTURE] = _step_workflow(shot.kind, ShotWorkflow.Step.PICTURE)
+            workflows[shot.kind, ShotWorkflow.Step.PICTURE] = _step_workflow(shot, ShotWorkflow.Step.PICTURE)
         found = workflows[shot.kind, ShotWorkflow.Step.PICTURE]
         if found is not None:
             mapping, template = found

@@ -650,6 +650,23 @@ def test_approving_with_a_picture_workflow_that_leaves_a_placeholder_unbound_is_
     assert snapshot(post_in_review) == before  # not approved: nothing queued, nothing lost
 
 
+def test_approving_when_a_mapped_template_was_deactivated_since_is_refused_naming_it(post_in_review, reviewer):
+    from factory.models import WorkflowTemplate
+    from tests.factories import make_shot_workflow
+
+    make_shot_workflow(kind=post_in_review.shots.get().kind, template_name="portrait")
+    WorkflowTemplate.objects.filter(name="portrait").update(active=False)  # ops retired it after mapping it
+    before = snapshot(post_in_review)
+
+    response = post_json(reviewer, url(post_in_review, "actions/approved"), {"version": 1})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("Shot 1 (A-roll), picture step, template portrait: "), error
+    assert "No active workflow template named" in error and "Posts > Shot workflows" in error
+    assert snapshot(post_in_review) == before  # not a silent title card: nothing approved, nothing queued
+
+
 def test_rejecting_without_feedback_is_refused(post_in_review, reviewer):
     before = snapshot(post_in_review)
 
