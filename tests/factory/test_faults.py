@@ -399,7 +399,9 @@ def test_a_server_whose_queue_stops_answering_is_stuck_interrupted_and_retried_i
     assert job.status == JobStatus.SUCCEEDED, (job.error_kind, job.error_message)
     first, _second = submitted_ids(job)
     assert fake_comfyui.interrupts() == [first]
-    assert trail(job)[:3] == ["stalled", "interrupted", "retry"]
+    # Whether the first silent look found the prompt still running (a long_node before the queue went quiet)
+    # depends on how its /queue request and the switch above interleave: either way, then stuck.
+    assert [kind for kind in trail(job) if kind != "long_node"][:3] == ["stalled", "interrupted", "retry"]
     stalled = job.events.get(kind="stalled")
     assert stalled.message == (
         "Stalled: no progress for 1 s and the GPU server does not answer; cancelled on the GPU server."
