@@ -165,7 +165,23 @@ class Job(models.Model):
     # (SIGSTOP, a long pause) finds its writes refused (services.ClaimLost) and stops quietly.
     claim = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Token of the worker holding the job.")
     rq_job_id = models.CharField(max_length=100, blank=True)
-    gpu_seconds = models.FloatField(default=0)
+    # The cost ledger's raw figures (posts and the admin price them with factory.models rates).
+    gpu_seconds = models.FloatField(
+        default=0, help_text="GPU execution time from ComfyUI's own timestamps, every attempt (0 for CPU jobs)."
+    )
+    queue_seconds = models.FloatField(default=0, help_text="Waiting before execution began (our queue and ComfyUI's).")
+    wall_seconds = models.FloatField(default=0, help_text="From the first start to the finish, as the worker saw it.")
+    audio_seconds = models.FloatField(default=0, help_text="TTS: seconds of audio made.")
+    llm_model = models.CharField(max_length=200, blank=True, help_text="LLM: the model that answered.")
+    llm_prompt_tokens = models.PositiveIntegerField(default=0, help_text="LLM: prompt tokens, from the answers' usage.")
+    llm_completion_tokens = models.PositiveIntegerField(default=0, help_text="LLM: completion tokens (usage).")
+    provenance = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="How the output was made: template name/version/hash, params, seed, server version, model files, "
+        "TTS model and voice, LLM model.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
