@@ -67,7 +67,8 @@ def canonical_json(value) -> bytes:
 
 def template_hash(template) -> str:
     """sha256 of the canonical JSON of the template's workflow, placeholders and manifest: what it makes."""
-    content = {"workflow": template.workflow, "placeholders": template.placeholders, "manifest": template.manifest or {}}
+    manifest = template.manifest or {}
+    content = {"workflow": template.workflow, "placeholders": template.placeholders, "manifest": manifest}
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 

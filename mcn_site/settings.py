@@ -176,7 +176,8 @@ MCN_FONT_FILE = env_str("MCN_FONT_FILE", "")  # CJK-capable font for captions an
 MCN_SYSTEM_FONTS = env_bool("MCN_SYSTEM_FONTS", True)
 MCN_MUSIC_VOLUME = env_int("MCN_MUSIC_VOLUME_PERCENT", 25, minimum=0) / 100  # background music level
 # The release written into each final MP4's provenance metadata; empty: pyproject.toml's version.
-MCN_VERSION = env_str("MCN_VERSION", "") or tomllib.loads((BASE_DIR / "pyproject.toml").read_text())["project"]["version"]
+_PROJECT = tomllib.loads((BASE_DIR / "pyproject.toml").read_text())["project"]
+MCN_VERSION = env_str("MCN_VERSION", "") or _PROJECT["version"]
 
 # --- Director (LLM): any OpenAI-compatible chat-completions endpoint. No key: the offline rule-based director.
 LLM_BASE_URL = env_str("LLM_BASE_URL", "https://api.deepseek.com/v1")

@@ -97,7 +97,7 @@ def post_provenance(post) -> dict:
     if director is not None:
         recorded = (director.provenance or {}).get("llm") or {}
         llm = {
-            "model": recorded.get("model") or director.llm_model,
+            "model": director.llm_model or recorded.get("model", ""),  # the usage's: the model that answered
             "mode": recorded.get("mode", ""),
             "job": director.pk,
         }

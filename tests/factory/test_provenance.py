@@ -76,8 +76,10 @@ def test_a_comfyui_job_records_its_template_params_seed_models_and_the_servers_c
     settings, fake_comfyui, django_capture_on_commit_callbacks, face
 ):
     job = run_comfyui(
-        settings, fake_comfyui, django_capture_on_commit_callbacks, params={"PROMPT": "a fox", "SEED": 987654321,
-                                                                            "FACE_IMAGE": face}
+        settings,
+        fake_comfyui,
+        django_capture_on_commit_callbacks,
+        params={"PROMPT": "a fox", "SEED": 987654321, "FACE_IMAGE": face},
     )
 
     record = job.provenance
@@ -96,8 +98,13 @@ def test_a_comfyui_job_records_its_template_params_seed_models_and_the_servers_c
     assert (record["prompt_id"], record["attempt"]) == (job.prompt_id, 1)
     # The loader node's model file, with its folder from the manifest; LoadImage's face is no model.
     assert record["models"] == [
-        {"node": "1", "class_type": "CheckpointLoaderSimple", "input": "ckpt_name", "file": CHECKPOINT,
-         "folder": "checkpoints"}
+        {
+            "node": "1",
+            "class_type": "CheckpointLoaderSimple",
+            "input": "ckpt_name",
+            "file": CHECKPOINT,
+            "folder": "checkpoints",
+        }
     ]
     assert record["comfyui"]["version"] == COMFYUI_VERSION == "0.3.64"
     assert record["comfyui"]["device"]  # what /system_stats names (the fake: cpu)

@@ -337,8 +337,21 @@ def test_a_missing_input_names_its_clip_before_ffmpeg_runs(tmp_path, settings):
 def test_metadata_tags_are_written_into_the_mp4_and_read_back_by_ffprobe_and_the_inputs_own_are_dropped(tmp_path):
     video = tmp_path / "tagged.mp4"
     subprocess.run(
-        [render.ffmpeg_binary(), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=1",
-         "-metadata", "title=camera roll 17", "-pix_fmt", "yuv420p", str(video)],
+        [
+            render.ffmpeg_binary(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=1",
+            "-metadata",
+            "title=camera roll 17",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
         check=True,
     )
     record = json.dumps({"shots": [{"position": 1, "seed": 42, "model": "中文女"}]}, ensure_ascii=False)

@@ -46,7 +46,8 @@ FPS = 30
 
 @pytest.fixture
 def workers(fake_comfyui, fake_cosyvoice, start_worker):
-    env = {"COSYVOICE_URL": fake_cosyvoice.url, "COSYVOICE_SAMPLE_RATE": "24000", "COSYVOICE_MODEL": "CosyVoice-300M-SFT"}
+    env = {"COSYVOICE_URL": fake_cosyvoice.url, "COSYVOICE_SAMPLE_RATE": "24000"}
+    env["COSYVOICE_MODEL"] = "CosyVoice-300M-SFT"  # the server does not say: each voice's provenance names it
     start_worker(fake_comfyui.url, env=env)
     start_worker(cpu=True, env=env)
     return fake_comfyui, fake_cosyvoice

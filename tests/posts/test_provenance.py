@@ -10,12 +10,14 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from factory.jobs import run_job
 from factory.models import JobKind, JobStatus
 from mcn_site.lib import roles
 from posts import provenance
-from posts.director.jobs import storyboard_subject
+from posts.director.jobs import storyboard_generate, storyboard_subject
 from tests.api.conftest import token_client
 from tests.factories import make_artist, make_job, make_media_file, make_post, make_shot, make_template, make_user
+from tests.fakes.llm import FakeLLM
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +36,13 @@ PICTURE = {
 }
 VOICE = {
     "format": 1,
-    "tts": {"engine": "cosyvoice", "model": "CosyVoice2-0.5B", "mode": "sft", "speaker": "中文女", "sample_rate": 24000},
+    "tts": {
+        "engine": "cosyvoice",
+        "model": "CosyVoice2-0.5B",
+        "mode": "sft",
+        "speaker": "中文女",
+        "sample_rate": 24_000,
+    },
     "params": {"text": "大家好", "spk_id": "中文女"},
 }
 
@@ -114,9 +122,8 @@ def test_the_api_shows_each_shots_provenance_read_only_in_the_post_and_the_shot(
     assert single["provenance"]["picture"]["template"]["sha256"] == "9f" * 32
     assert single["provenance"]["voice"]["tts"]["model"] == "CosyVoice2-0.5B"
     # Read-only: a write that sends it changes nothing and is not refused for it.
-    api.patch(
-        f"/api/v1/shots/{shot.pk}/", {"script": "New line.", "provenance": {"picture": None}, "version": 1}, format="json"
-    )
+    edit = {"script": "New line.", "provenance": {"picture": None}, "version": 1}
+    assert api.patch(f"/api/v1/shots/{shot.pk}/", edit, format="json").status_code == 200
     assert api.get(f"/api/v1/shots/{shot.pk}/").json()["provenance"]["picture"]["seed"] == 42
 
 
@@ -205,3 +212,46 @@ def test_a_record_too_long_for_a_tag_drops_the_model_lists_then_the_last_shots_a
     cut = json.loads(short)
     assert len(short.encode()) <= 1_000
     assert cut["shots"] == record["shots"][: len(cut["shots"])] and cut["shots_omitted"] == 40 - len(cut["shots"])
+
+
+# --- the director's model ------------------------------------------------------------------------
+
+
+STORYBOARD = {
+    "shots": [
+        {"kind": "a_roll", "duration": 10, "script": "Rates are falling.", "visual_prompt": ""},
+        {"kind": "b_roll", "duration": 10, "script": "", "visual_prompt": "A falling line chart"},
+        {"kind": "a_roll", "duration": 10, "script": "Here is what it means for savings.", "visual_prompt": ""},
+    ]
+}
+
+
+def run_director_job(post, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = storyboard_generate(post_id=post.pk, actor=make_user())
+    run_job(job.pk)  # what the CPU worker does with the rung job
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    return job
+
+
+@pytest.mark.django_db(transaction=True)  # run_job closes the connection between jobs, as a worker does
+def test_the_director_job_records_its_llm_model_and_the_post_carries_it(settings, django_capture_on_commit_callbacks):
+    post = make_post(brief="降息预期下，普通投资者该怎么看债券。")
+    with FakeLLM(api_key="sk-test-director") as fake:
+        settings.LLM_API_KEY, settings.LLM_BASE_URL, settings.LLM_MODEL = "sk-test-director", fake.url, "deepseek-chat"
+        fake.reply(json.dumps(STORYBOARD))
+        job = run_director_job(post, django_capture_on_commit_callbacks)
+
+    assert job.provenance["llm"] == {"model": "deepseek-chat", "mode": "llm"}
+    assert provenance.post_provenance(post)["director"] == {"model": "deepseek-chat", "mode": "llm", "job": job.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_offline_storyboard_names_no_llm_model(settings, django_capture_on_commit_callbacks):
+    settings.LLM_API_KEY = ""
+    post = make_post(brief="降息预期下，普通投资者该怎么看债券。")
+    job = run_director_job(post, django_capture_on_commit_callbacks)
+
+    assert job.provenance["llm"] == {"model": "", "mode": "offline"}
+    assert provenance.post_provenance(post)["director"] == {"model": "", "mode": "offline", "job": job.pk}
