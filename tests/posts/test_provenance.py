@@ -15,6 +15,8 @@ from factory.models import JobKind, JobStatus
 from mcn_site.lib import roles
 from posts import provenance
 from posts.director.jobs import storyboard_generate, storyboard_subject
+from posts.director.prompts import DEFAULTS
+from posts.models import PromptTemplate
 from tests.api.conftest import token_client
 from tests.factories import make_artist, make_job, make_media_file, make_post, make_shot, make_template, make_user
 from tests.fakes.llm import FakeLLM
@@ -237,6 +239,8 @@ def run_director_job(post, django_capture_on_commit_callbacks):
 
 @pytest.mark.django_db(transaction=True)  # run_job closes the connection between jobs, as a worker does
 def test_the_director_job_records_its_llm_model_and_the_post_carries_it(settings, django_capture_on_commit_callbacks):
+    for role, text in DEFAULTS.items():  # a transactional test before this one flushed the migration's prompts
+        PromptTemplate.objects.get_or_create(role=role, version=1, defaults={"template": text, "active": True})
     post = make_post(brief="降息预期下，普通投资者该怎么看债券。")
     with FakeLLM(api_key="sk-test-director") as fake:
         settings.LLM_API_KEY, settings.LLM_BASE_URL, settings.LLM_MODEL = "sk-test-director", fake.url, "deepseek-chat"
