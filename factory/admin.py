@@ -189,7 +189,8 @@ class JobEventInline(ReadOnlyInline):
 class JobChangeList(ChangeList):
     def get_queryset(self, request, exclude_parameters=None):
         # The list never shows these, and a submitted workflow can weigh tens of KB per row.
-        return super().get_queryset(request, exclude_parameters).defer("submitted_workflow", "error_details")
+        heavy = ("submitted_workflow", "error_details", "provenance")
+        return super().get_queryset(request, exclude_parameters).defer(*heavy)
 
 
 @admin.register(Job)
@@ -254,6 +255,7 @@ class JobAdmin(admin.ModelAdmin):
             },
         ),
         ("Submitted workflow", {"classes": ["collapse"], "fields": ["submitted_workflow_json"]}),
+        ("Provenance", {"classes": ["collapse"], "fields": ["provenance_json"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
 
@@ -394,6 +396,10 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="Error details")
     def error_details_json(self, job):
         return pretty_json(job.error_details)
+
+    @admin.display(description="How the output was made (factory.provenance)")
+    def provenance_json(self, job):
+        return pretty_json(job.provenance, max_height=640)
 
     @admin.display(description="Workflow sent to ComfyUI (last attempt)")
     def submitted_workflow_json(self, job):

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from factory import preflight, services, vram
+from factory import preflight, provenance, services, vram
 from factory.comfyui import (
     Cancelled,
     ComfyUIClient,
@@ -274,6 +274,7 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     )
     if prompt_id is None:
         raise GaveUp(f"The GPU server lost this job {job.max_attempts} times; giving up.")
+    provenance.record_submission(job, workflow=workflow, values=values, attempt=attempt, prompt_id=prompt_id)
     # A socket id of the attempt's own: one this worker reused for its next job would make ComfyUI forget the
     # socket of a worker that took this attempt over (one socket per id).
     socket_id = f"{client.client_id}-{job.pk}-{attempt}"
@@ -373,6 +374,7 @@ def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:
         leftover.unlink(missing_ok=True)
     for output in output_files(entry, result_node=job.template.result_node if job.template else ""):
         _store(job, client, output, attempt=attempt)
+    provenance.record_server(job, client)
     services.job_succeed(job_id=job.pk, claim=job.claim)
 
 

@@ -69,6 +69,8 @@ class Edit:
     music: Path | None = None  # background music, looped or cut to the length
     music_volume: float = 0.25  # linear gain of the music bed; ducked under speech
     font: Path | None = None  # CJK-capable font file; None = mcn_site.lib.fonts.cjk_font()
+    # The MP4's own tags (ffprobe -show_format: format.tags), e.g. {"mcn_provenance": "<json>"}; see metadata_options.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +114,29 @@ def ffmpeg_binary() -> str:
         "No ffmpeg found: `pip install -r requirements.txt` (imageio-ffmpeg ships one), "
         "install ffmpeg (apt-get install ffmpeg), or set FFMPEG_BINARY to its path."
     )
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+# The tags an MP4 holds in its classic (iTunes-style) atoms; any other key needs ffmpeg's
+# use_metadata_tags (an mdta atom), which ffprobe and exiftool read back as written.
+STANDARD_MP4_TAGS = frozenset(
+    {"title", "artist", "album", "comment", "description", "copyright", "date", "genre", "encoder", "synopsis"}
+)
+METADATA_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+MAX_METADATA_BYTES = 64_000  # per value: one argv string may hold 128 KiB on Linux
+
+
+def metadata_options(metadata: dict[str, str]) -> list[str]:
+    """ffmpeg output options writing `metadata` as the MP4's tags, and nothing of the inputs' (their
+    names, encoders, cameras' dates). One place for every tag a render carries (provenance, AI labels)."""
+    options = ["-map_metadata", "-1"]
+    for key, value in metadata.items():
+        options += ["-metadata", f"{key}={value}"]
+    flags = "+faststart"
+    if any(key not in STANDARD_MP4_TAGS for key in metadata):
+        flags += "+use_metadata_tags"
+    return [*options, "-movflags", flags]
 
 
 # --- timeline ---------------------------------------------------------------------------------
@@ -165,6 +190,11 @@ def _validate(edit: Edit) -> None:
         raise RenderFailed(f"Music: cannot read {edit.music}", {"path": str(edit.music)})
     if not _segments(edit):
         raise RenderFailed("Nothing to render: the clips last less than one frame.")
+    for key, value in edit.metadata.items():
+        if not METADATA_KEY_RE.fullmatch(key):
+            raise RenderFailed(f"Metadata key {key!r} is not usable: letters, digits and _ only.")
+        if "\x00" in value or len(value.encode()) > MAX_METADATA_BYTES:
+            raise RenderFailed(f"Metadata {key}: the value must be text of at most {MAX_METADATA_BYTES} bytes.")
 
 
 def _readable(path: Path) -> bool:
@@ -411,10 +441,7 @@ def _build(edit: Edit, captions_file: Path | None, fonts_dir: Path | None) -> tu
         "-filter_complex",
         ";".join(graph),
         *outputs,
-        "-map_metadata",
-        "-1",
-        "-movflags",
-        "+faststart",
+        *metadata_options(edit.metadata),
         "-progress",
         "pipe:1",
         "-stats_period",

@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from factory import runners, services
+from factory import provenance, runners, services
 from factory.models import ErrorKind, Job, JobKind, JobOutput
 
 log = logging.getLogger(__name__)
@@ -436,3 +436,4 @@ def run_tts(job: Job) -> None:
         sha256=digest.hexdigest(),
         content_type="audio/wav",
     )
+    provenance.record_voice(job, params=params, prompt_wav=prompt_wav, output=final)

@@ -7,6 +7,7 @@ environment values (see .env.example), never by another settings file.
 
 import os
 import re
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
@@ -165,6 +166,8 @@ COSYVOICE_URL = env_str("COSYVOICE_URL", "")
 # The model's real output rate: the server streams bare PCM. 24000 for CosyVoice 2/3, 22050 for v1.
 COSYVOICE_SAMPLE_RATE = env_int("COSYVOICE_SAMPLE_RATE", 24000, minimum=8000)
 COSYVOICE_TIMEOUT = env_int("COSYVOICE_TIMEOUT", 120, minimum=1)  # seconds one synthesis may take
+# Which model the server loaded (e.g. CosyVoice2-0.5B): the server does not say, and each voice records it.
+COSYVOICE_MODEL = env_str("COSYVOICE_MODEL", "")
 
 # --- Render (ffmpeg assembly on the CPU queue)
 FFMPEG_BINARY = env_str("FFMPEG_BINARY", "")  # empty: the imageio-ffmpeg binary, else ffmpeg on PATH
@@ -172,6 +175,9 @@ MCN_FONT_FILE = env_str("MCN_FONT_FILE", "")  # CJK-capable font for captions an
 # 0: skip the machine's fonts and use the bundled Noto Sans CJK (mcn_site/lib/fonts.py): the same captions everywhere.
 MCN_SYSTEM_FONTS = env_bool("MCN_SYSTEM_FONTS", True)
 MCN_MUSIC_VOLUME = env_int("MCN_MUSIC_VOLUME_PERCENT", 25, minimum=0) / 100  # background music level
+# The release written into each final MP4's provenance metadata; empty: pyproject.toml's version.
+_PROJECT = tomllib.loads((BASE_DIR / "pyproject.toml").read_text())["project"]
+MCN_VERSION = env_str("MCN_VERSION", "") or _PROJECT["version"]
 
 # --- Director (LLM): any OpenAI-compatible chat-completions endpoint. No key: the offline rule-based director.
 LLM_BASE_URL = env_str("LLM_BASE_URL", "https://api.deepseek.com/v1")

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 
 from django.db import transaction
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from django_filters import rest_framework as filters
@@ -45,6 +46,7 @@ from mcn_site.lib.downloads import media_response
 from posts import pipeline, services
 from posts.director.jobs import storyboard_generate
 from posts.models import Post, PostEvent, PostStatus, Shot
+from posts.provenance import shot_provenance, with_jobs
 from posts.selectors import (
     POST_ACTION_PERMS,
     SHOT_PERMS,
@@ -59,8 +61,42 @@ POSTS, SHOTS, EVENTS = ["posts"], ["shots"], ["post events"]
 # --------------------------------------------------------------------------- serializers (read)
 
 
+class TemplateProvenanceSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The workflow template's name.")
+    version = serializers.IntegerField()
+    sha256 = serializers.CharField(help_text="sha256 of the canonical JSON of its workflow, placeholders and manifest.")
+
+
+class VoiceProvenanceSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The TTS model (COSYVOICE_MODEL); blank when not configured.")
+    mode = serializers.ChoiceField(choices=["sft", "zero_shot"], help_text="Built-in speaker, or a cloned sample.")
+    voice = serializers.CharField(help_text='The speaker id, or "sample <sha256>" of the sample cloned.')
+
+
+class StepProvenanceSerializer(serializers.Serializer):
+    job = serializers.IntegerField(help_text="The factory job that made the asset.")
+    template = TemplateProvenanceSerializer(required=False, help_text="ComfyUI steps (picture, clip).")
+    seed = serializers.IntegerField(required=False, allow_null=True)
+    models = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Model files the workflow's loader nodes named."
+    )
+    comfyui_version = serializers.CharField(required=False, help_text="Of the ComfyUI that ran it.")
+    tts = VoiceProvenanceSerializer(required=False, help_text="The voice step.")
+
+
+class ShotProvenanceSerializer(serializers.Serializer):
+    """How each produced asset was made; null for one not made (yet), being made, or replaced by a manual asset."""
+
+    picture = StepProvenanceSerializer(allow_null=True)
+    voice = StepProvenanceSerializer(allow_null=True)
+    clip = StepProvenanceSerializer(allow_null=True)
+
+
 class ShotSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.DecimalField(max_digits=5, decimal_places=2, coerce_to_string=False, read_only=True)
+    provenance = serializers.SerializerMethodField(
+        help_text="How each produced asset (picture, voice, clip) was made, from the job that made it."
+    )
 
     class Meta:
         model = Shot
@@ -68,8 +104,13 @@ class ShotSerializer(serializers.ModelSerializer):
             *("id", "position", "kind", "duration_seconds", "script", "visual_prompt", "locked", "status"),
             *("manual_asset", "generated_asset", "voice_asset", "job", "voice_job", "error", "updated_at"),
             *("generated_clip", "clip_job"),  # the clip a video workflow made (avatar or motion), and its job
+            "provenance",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(ShotProvenanceSerializer)
+    def get_provenance(self, shot: Shot) -> dict:
+        return shot_provenance(shot)
 
 
 class ShotDetailSerializer(ShotSerializer):
@@ -268,7 +309,8 @@ class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             self._visible = (
                 posts_visible_to(user=self.request.user)
                 .select_related("updated_by")
-                .prefetch_related("shots")  # Shot.Meta.ordering: playing order
+                # Shot.Meta.ordering: playing order; with the jobs their provenance reads.
+                .prefetch_related(Prefetch("shots", queryset=with_jobs(Shot.objects.all())))
             )
         return self._visible
 
@@ -430,7 +472,7 @@ class ShotViewSet(viewsets.GenericViewSet):
     required_perms = None  # set per action in urlpatterns
 
     def get_queryset(self):
-        return shots_visible_to(user=self.request.user).select_related("post")
+        return with_jobs(shots_visible_to(user=self.request.user).select_related("post"))
 
     def _post(self, post_pk) -> Post:
         return get_object_or_404(posts_visible_to(user=self.request.user), pk=post_pk)

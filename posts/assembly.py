@@ -20,6 +20,7 @@ from factory.render import Caption, Clip, Edit, RenderCancelled, RenderFailed, a
 from factory.services import job_is_cancel_requested, job_progress, job_record_output, job_touch
 from posts.cards import title_card
 from posts.models import ASPECT_SIZES, Post, Shot
+from posts.provenance import video_metadata
 
 # Where a caption may break: after sentence and clause punctuation, Chinese or Latin.
 BREAK_AFTER = re.compile(r"(?<=[。！？；，、!?;,.:：])\s*")
@@ -98,6 +99,7 @@ def edit_for(post: Post, *, output: Path) -> Edit:
         captions=captions,
         music=music,
         music_volume=settings.MCN_MUSIC_VOLUME,
+        metadata=video_metadata(post),  # how each shot was made, for an audit of the video itself
     )
 
 

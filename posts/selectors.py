@@ -10,6 +10,7 @@ from django.db.models.expressions import RawSQL
 from artists.selectors import artists_visible_to
 from mcn_site.lib.roles import is_ops
 from posts.models import ALLOWED_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
+from posts.provenance import shot_provenance, with_jobs
 
 # What a storyboard edit needs: the model permissions of the user's role (mcn_site.lib.roles). The one
 # rule for every door: the API's routes require these (posts.api), the storyboard page's endpoints ask
@@ -119,7 +120,7 @@ def _asset(file) -> dict | None:
 
 def storyboard_state(*, post, user) -> dict:
     """Everything the storyboard page shows, as plain JSON: the page re-reads it on every (re)connect."""
-    shots = list(post.shots.select_related("job", "voice_job", "clip_job").order_by("position"))
+    shots = list(with_jobs(post.shots.all()).order_by("position"))
     actions = []
     for target in sorted(ALLOWED_TRANSITIONS[post.status]):
         label = ACTION_LABELS.get((post.status, target))
@@ -179,6 +180,8 @@ def storyboard_state(*, post, user) -> dict:
                 # Which video step makes it: its job's subject ends ".../avatar@<key>" or ".../motion@<key>".
                 "clip_step": shot.clip_job.subject.rsplit("/", 1)[-1].split("@")[0] if shot.clip_job_id else None,
                 "error": shot.error,
+                # How each produced asset was made (template, seed, models, ComfyUI; voice model and voice).
+                "provenance": shot_provenance(shot),
             }
             for shot in shots
         ],

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from factory import runners, services
+from factory import provenance, runners, services
 from factory.models import ErrorKind, Job, JobKind
 from factory.services import job_enqueue_task
 from mcn_site.lib.text import refuse_nul
@@ -72,3 +72,4 @@ def run_director(job: Job) -> None:
         ) from None
     except ValidationError as error:
         raise runners.TaskFailed(" ".join(error.messages), kind=ErrorKind.CONFIG) from None
+    provenance.record_llm(job, mode=director_mode())  # the model that wrote it (the usage's), for the MP4's record

@@ -450,6 +450,10 @@ function buildCard(id) {
   card.clipBar = h("progress", { class: "clip-bar", max: "100", value: "0" });
   card.clipLink = h("a", { class: "clip-link", target: "_blank", rel: "noopener", text: "▶ Clip" });
   card.clip = h("div", { class: "clip", hidden: true }, card.clipSpin, card.clipState, card.clipLink, card.clipBar);
+  // How each produced asset was made (its job's provenance), folded away: a compact line per asset.
+  card.howList = h("ul", { class: "provenance-list" });
+  card.how = h("details", { class: "provenance", hidden: true }, h("summary", { text: "How it was made" }), card.howList);
+  card.drawnHow = undefined;
 
   card.root = h("li", { class: "shot-card", "data-shot-id": String(id) },
     h("div", { class: "shot-rail" }, card.handle, card.pos, card.up, card.down),
@@ -471,6 +475,7 @@ function buildCard(id) {
         card.bar, card.jobError),
       card.voice,
       card.clip,
+      card.how,
       h("div", { class: "gen-line" }, card.generate, card.genHint)));
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
@@ -687,6 +692,7 @@ function updateCard(card, shot, index, last, editable) {
   updateJob(card, shot);
   updateVoice(card, shot);
   updateClip(card, shot);
+  updateProvenance(card, shot);
 
   card.generate.textContent = producing ? "Generating…" : "Generate picture";
   card.generate.disabled = frozen || Boolean(shot.manual_asset) || producing;
@@ -895,6 +901,40 @@ function updateVoice(card, shot) {
       "aria-label": `Voice of shot ${shot.position}` })] : []));
   }
   card.voicePlayer.hidden = !url;
+}
+
+const PROVENANCE_STEPS = [["picture", "Picture"], ["voice", "Voice"], ["clip", "Clip"]];
+
+// One line per asset: "Picture: portrait v3 #9f2c41d0 · seed 42 · qwen.safetensors, … · ComfyUI 0.3.64 · job 12".
+function provenanceLine(label, made) {
+  const parts = [];
+  if (made.template) {
+    parts.push(`${made.template.name} v${made.template.version} #${made.template.sha256.slice(0, 8)}`);
+    if (made.seed !== null && made.seed !== undefined) parts.push(`seed ${made.seed}`);
+    if (made.models && made.models.length) parts.push(made.models.join(", "));
+    if (made.comfyui_version) parts.push(`ComfyUI ${made.comfyui_version}`);
+  }
+  if (made.tts) {
+    parts.push(made.tts.model || "TTS model not named");
+    const voice = made.tts.voice || "";
+    parts.push(voice.startsWith("sample ") ? `cloned from sample #${voice.slice(7, 15)}` : `speaker ${voice}`);
+  }
+  parts.push(`job ${made.job}`);
+  return h("li", { title: made.template ? `template sha256 ${made.template.sha256}` : null },
+    h("span", { class: "provenance-step", text: `${label}: ` }), parts.join(" · "));
+}
+
+function updateProvenance(card, shot) {
+  const made = shot.provenance || {};
+  const lines = PROVENANCE_STEPS.filter(([step]) => made[step]).map(([step, label]) => provenanceLine(label, made[step]));
+  // Redraw only when it changes: an open disclosure stays open across state refreshes.
+  const key = JSON.stringify(made);
+  if (key !== card.drawnHow) {
+    card.drawnHow = key;
+    card.howList.replaceChildren(...lines);
+  }
+  card.how.hidden = lines.length === 0;
+  card.how.setAttribute("aria-label", `How the assets of shot ${shot.position} were made`);
 }
 
 // ------------------------------------------------------------------ shot actions

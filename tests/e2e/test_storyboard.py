@@ -12,19 +12,21 @@ from posts import services
 from posts.models import Post, PostStatus, Shot, ShotKind, ShotWorkflow
 from tests.e2e.conftest import PASSWORD, log_in
 from tests.factories import make_artist, make_post, make_user, png_bytes
+from tests.fakes.comfyui import COMFYUI_VERSION
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 TEST_PASSWORD = "pw-for-tests-1"  # what tests.factories.make_user gives everyone
 
-# A model-free picture workflow using only placeholders posts.pipeline offers: a teal 9:16 frame, blurred.
+# A model-free picture workflow using only placeholders posts.pipeline offers: a teal 9:16 frame, blurred, a seed.
 B_ROLL_WORKFLOW = {
     "1": {
         "class_type": "EmptyImage",
         "inputs": {"width": "{{WIDTH}}", "height": "{{HEIGHT}}", "batch_size": 1, "color": 0x0E7490},
     },
     "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "shot"}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "shot"}},
+    "4": {"class_type": "ImageAddNoise", "inputs": {"image": ["2", 0], "seed": "{{SEED}}", "strength": 0.05}},
 }
 
 
@@ -246,6 +248,16 @@ def test_a_shot_picture_job_shows_its_progress_and_its_picture_arrives_live(
     assert page.evaluate("window.__noReload") is True
     produced = Shot.objects.get(pk=b_roll.pk)
     assert produced.status == "ready" and produced.generated_asset.name
+
+    # How the picture was made, folded under the card: template version and hash, seed, ComfyUI.
+    how = shot.locator("details.provenance")
+    expect(how).to_be_visible()
+    how.locator("summary").click()
+    made = produced.job.provenance
+    expect(how).to_contain_text(f"Picture: b-roll-card v1 #{made['template']['sha256'][:8]}")
+    expect(how).to_contain_text(f"seed {made['seed']}")
+    expect(how).to_contain_text(f"ComfyUI {COMFYUI_VERSION}")
+    screenshot(page, "provenance", clip=_clip_around(shot))
 
 
 def _clip_around(locator) -> dict:

@@ -203,6 +203,7 @@ def test_the_job_page_shows_params_outputs_with_thumbnails_and_the_event_trail(o
         overrides={"1": {"height": 32}},
         submitted_workflow={"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}},
         prompt_id="9f1c2d3e-0000-4000-8000-000000000001",
+        provenance={"template": {"name": "tiny", "version": 1, "sha256": "ab" * 32}, "seed": 7},
     )
     output = make_job_output(job=job)
     JobEvent.objects.create(job=job, kind="submitted", message="Attempt 1: prompt 9f1c.", data={"attempt": 1})
@@ -218,6 +219,7 @@ def test_the_job_page_shows_params_outputs_with_thumbnails_and_the_event_trail(o
     assert output.sha256 in body and "tiny_00001_.png" in body
     assert "Attempt 1: prompt 9f1c." in body
     assert "&quot;class_type&quot;: &quot;EmptyImage&quot;" in body  # the submitted workflow
+    assert f"&quot;sha256&quot;: &quot;{'ab' * 32}&quot;" in body  # how it was made (provenance)
 
 
 def test_a_job_output_thumbnail_is_served_to_a_logged_in_user(ops):

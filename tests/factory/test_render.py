@@ -5,6 +5,7 @@ checked with ffprobe and by decoding frames and audio. Most renders are small (3
 """
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -331,6 +332,59 @@ def test_a_missing_input_names_its_clip_before_ffmpeg_runs(tmp_path, settings):
     with pytest.raises(RenderFailed, match=r"^Clip 1: cannot read its voice .*nope\.wav"):
         assemble(Edit(clips=[Clip(still, 1, True, tmp_path / "nope.wav")], output=tmp_path / "o.mp4"))
     assert os.listdir(tmp_path) == ["a.png"]
+
+
+def test_metadata_tags_are_written_into_the_mp4_and_read_back_by_ffprobe_and_the_inputs_own_are_dropped(tmp_path):
+    video = tmp_path / "tagged.mp4"
+    subprocess.run(
+        [
+            render.ffmpeg_binary(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=1",
+            "-metadata",
+            "title=camera roll 17",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
+        check=True,
+    )
+    record = json.dumps({"shots": [{"position": 1, "seed": 42, "model": "中文女"}]}, ensure_ascii=False)
+    edit = Edit(
+        clips=[Clip(video, 1.0, False)],
+        output=tmp_path / "out.mp4",
+        metadata={"mcn_provenance": record, "comment": "made by MCN OS"},
+        **SMALL,
+    )
+
+    result = assemble(edit)
+
+    tags = probe(result.output)["format"]["tags"]
+    assert json.loads(tags["mcn_provenance"]) == {"shots": [{"position": 1, "seed": 42, "model": "中文女"}]}
+    assert tags["comment"] == "made by MCN OS"
+    assert "title" not in tags  # the input's own tags are not carried over
+
+
+def test_metadata_options_ask_for_mdta_tags_only_for_keys_outside_the_classic_atoms():
+    assert render.metadata_options({}) == ["-map_metadata", "-1", "-movflags", "+faststart"]
+    assert render.metadata_options({"comment": "x"})[-1] == "+faststart"
+    assert render.metadata_options({"mcn_provenance": "{}"})[-1] == "+faststart+use_metadata_tags"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [({"bad key": "x"}, "Metadata key 'bad key'"), ({"k": "x" * 70_000}, "Metadata k: the value must be text")],
+)
+def test_a_bad_metadata_tag_is_refused_before_ffmpeg_runs(tmp_path, settings, metadata, problem):
+    settings.FFMPEG_BINARY = "/nonexistent/ffmpeg"  # would fail differently if ffmpeg were reached
+    edit = Edit(clips=[Clip(picture(tmp_path / "a.png"), 1, True)], output=tmp_path / "o.mp4", metadata=metadata)
+    with pytest.raises(RenderFailed, match=re.escape(problem)):
+        assemble(edit)
 
 
 def test_an_unreadable_picture_fails_with_its_clip_and_ffmpegs_words_for_staff(tmp_path):

@@ -5,6 +5,7 @@ it) makes the voices and the render; the test only approves and reads what came 
 """
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -33,7 +34,7 @@ from tests.factories import (
     make_voice,
 )
 from tests.factory.conftest import probe, wait_for
-from tests.fakes.comfyui import VHS_NODES, FakeComfyUI
+from tests.fakes.comfyui import COMFYUI_VERSION, VHS_NODES, FakeComfyUI
 
 FFPROBE = shutil.which("ffprobe")
 pytestmark = [
@@ -46,6 +47,7 @@ FPS = 30
 @pytest.fixture
 def workers(fake_comfyui, fake_cosyvoice, start_worker):
     env = {"COSYVOICE_URL": fake_cosyvoice.url, "COSYVOICE_SAMPLE_RATE": "24000"}
+    env["COSYVOICE_MODEL"] = "CosyVoice-300M-SFT"  # the server does not say: each voice's provenance names it
     start_worker(fake_comfyui.url, env=env)
     start_worker(cpu=True, env=env)
     return fake_comfyui, fake_cosyvoice
@@ -108,6 +110,27 @@ def test_an_approved_six_shot_post_becomes_a_playable_mp4_with_voice_pictures_an
     assert kinds["subtitle"]["codec_name"] == "mov_text"  # the captions, also burned into the picture
     assert abs(float(info["format"]["duration"]) - total) <= 1 / FPS + 0.03  # container rounding on the AAC side
     assert abs(float(video["duration"]) - total) <= 1 / FPS
+
+    # How each shot was made travels with the video: its provenance, as ffprobe reads the MP4's tags.
+    record = json.loads(info["format"]["tags"]["mcn_provenance"])
+    assert (record["post"], record["mcn_os"]) == (post.pk, settings.MCN_VERSION)
+    assert [(s["position"], s["kind"]) for s in record["shots"]] == [(s.position, s.kind) for s in shots]
+    for shot, made in zip(shots, record["shots"], strict=True):
+        if shot.manual_asset:
+            assert made["picture"] == {"manual": True}
+            continue
+        picture = shot.job.provenance
+        assert made["picture"] == {
+            "template": shot.job.template.name,
+            "version": shot.job.template.version,
+            "sha256": picture["template"]["sha256"],
+            "seed": picture["seed"],
+            "comfyui": COMFYUI_VERSION,
+            "job": shot.job_id,
+        }
+        assert made["voice"] == (
+            {"model": "CosyVoice-300M-SFT", "voice": "中文女", "job": shot.voice_job_id} if shot.script else None
+        )
 
 
 def test_a_failed_voice_fails_the_post_and_retry_makes_only_that_voice(workers, six_shot_post):
