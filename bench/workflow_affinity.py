@@ -18,7 +18,7 @@ workers' start-up is left out), and each job's wait (queued to started) against 
     .venv/bin/python bench/workflow_affinity.py [--jobs 60] [--workflows 3] [--load-seconds 3] [--workers 1]
     .venv/bin/python bench/workflow_affinity.py --smoke        # tiny sizes: only checks that it runs (CI)
 
---write-docs: also put the table in docs/benchmarks.md (the B10 block).
+--write-docs: also put the table in docs/benchmarks.md (the B10 block; "B10 2 workers" with --workers 2).
 """
 
 import argparse
@@ -190,7 +190,7 @@ def main() -> int:
     body = report(results, args, where, loads)
     print(f"--- B10\n{body}\n")
     if args.write_docs:
-        write_docs("B10", body)
+        write_docs("B10" if args.workers == 1 else f"B10 {args.workers} workers", body)
     return 0
 
 

@@ -4,13 +4,15 @@ Switching a GPU between workflows reloads their models (tens of GB for an avatar
 to minutes); plain FIFO over a mixed backlog switches at almost every job. The rule, per worker:
 
 1. Lanes first: any job of the VIP queue before any job of the normal one (as rq's own order).
-2. Within the first non-empty lane, a job that has waited in the rq list longer than
+2. Within the first non-empty lane, a take-over first: a job whose row is still "running" (its worker went
+   silent; the reconciler rang it at the front so that the next worker re-attaches to its prompt).
+3. Then, within the first non-empty lane, a job that has waited in the rq list longer than
    FACTORY_AFFINITY_MAX_WAIT_SECONDS (rq's `enqueued_at`) is taken first, oldest first: the bound on how
    long a job may be passed over.
-3. Otherwise the oldest job of the workflow this worker last ran on its server (factory.vram's memory:
+4. Otherwise the oldest job of the workflow this worker last ran on its server (factory.vram's memory:
    "workflow" is the template row, so a new template version counts as another workflow: its model files
    may differ).
-4. Otherwise the head of the lane (FIFO). A worker that does not know what its server has loaded (just
+5. Otherwise the head of the lane (FIFO). A worker that does not know what its server has loaded (just
    started, or FACTORY_FREE_AFTER_JOB unloads after every job) takes FIFO; FACTORY_AFFINITY_MAX_WAIT_SECONDS=0
    turns the whole rule off.
 
@@ -30,9 +32,10 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from rq import SimpleWorker
 from rq.exceptions import NoSuchJobError
+from rq.worker import WorkerStatus
 
 from factory import vram
-from factory.models import Job
+from factory.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +61,16 @@ class Waiting:
     rq_id: str
     workflow: int | None  # its Job row's template id; None: not a ComfyUI job, or no row
     enqueued_at: float | None  # epoch seconds rq put it in the queue
+    take_over: bool = False  # its row was running when rung: a silent worker's job, rung at the front
 
 
 def choose(waiting: list[Waiting], *, loaded: int | None, max_wait: float, now: float) -> Waiting | None:
     """The job to take from one lane (`waiting` in queue order, head first): see the module docstring."""
     if not waiting:
         return None
+    for candidate in waiting:
+        if candidate.take_over:
+            return candidate
     overdue = [w for w in waiting if w.enqueued_at is not None and now - w.enqueued_at > max_wait]
     if overdue:
         return min(overdue, key=lambda w: w.enqueued_at)  # min() keeps the first of equals: queue order
@@ -90,6 +97,7 @@ class AffinityWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         loaded = vram.loaded_workflow(self.server_url)
         if self.max_wait > 0 and loaded is not None:
+            self.set_state(WorkerStatus.IDLE)  # as rq's own dequeue does while it looks
             try:
                 taken = self._take_preferred(loaded)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, DatabaseError) as error:
@@ -150,10 +158,16 @@ class AffinityWorker(SimpleWorker):
                 if rq_job is not None and rq_job.func_name == RUN_JOB and rq_job.args:
                     row_ids[rq_id] = int(rq_job.args[0])
             close_old_connections()  # the worker may have been idle past CONN_MAX_AGE
-            templates = dict(Job.objects.filter(pk__in=row_ids.values()).values_list("pk", "template_id"))
+            rows = {
+                pk: (template_id, status == JobStatus.RUNNING)
+                for pk, template_id, status in Job.objects.filter(pk__in=row_ids.values()).values_list(
+                    "pk", "template_id", "status"
+                )
+            }
             for rq_id, rq_job in zip(new, rq_jobs, strict=True):
                 enqueued = rq_job.enqueued_at.timestamp() if rq_job is not None and rq_job.enqueued_at else None
-                self._known[rq_id] = Waiting(rq_id, templates.get(row_ids.get(rq_id)), enqueued)
+                workflow, take_over = rows.get(row_ids.get(rq_id), (None, False))
+                self._known[rq_id] = Waiting(rq_id, workflow, enqueued, take_over)
         if len(self._known) > 4 * AFFINITY_SCAN:  # forget ids taken long ago (by us or others)
             self._known = {rq_id: self._known[rq_id] for rq_id in ids}
         return [self._known[rq_id] for rq_id in ids]

@@ -6,12 +6,13 @@ before the normal one ("gpu-vip" before "gpu" in the default pool, "gpu-vip.vide
 ComfyUI does the heavy lifting, and a fork per job would cost ~60 ms), and reports the
 server's VRAM every few seconds.
 
-Dispatch is workflow-aware (factory.dispatch.AffinityWorker): within the first non-empty lane (VIP before
-normal, always), a job that has waited longer than FACTORY_AFFINITY_MAX_WAIT_SECONDS goes first (oldest
-first), then the oldest job of the workflow (template row) this worker last ran on its server, so its
-models stay loaded, then the head of the lane. A worker that does not know what its server has loaded
-takes FIFO; 0 turns the rule off. factory.vram unloads models only when the workflow actually changes,
-and each change leaves a "workflow_switch" event on the job that caused it.
+Dispatch is workflow-aware (factory.dispatch.AffinityWorker). Within the first non-empty lane (VIP
+before normal, always): a take-over first (a silent worker's job the reconciler rang at the front), then
+a job that has waited longer than FACTORY_AFFINITY_MAX_WAIT_SECONDS (oldest first), then the oldest job
+of the workflow (template row) this worker last ran on its server, so that its models stay loaded, then
+the head of the lane. A worker that does not know what its server has loaded takes FIFO; 0 turns the
+rule off. factory.vram unloads models only when the workflow actually changes, and each change leaves a
+"workflow_switch" event on the job that caused it.
 
 The CPU worker (`rqworker cpu default`, voices, renders, the director) is rq's forking worker with one
 addition, CpuWorker (django_rq's RQ["WORKER_CLASS"]): a work horse killed under a job (the OOM killer,

@@ -113,6 +113,20 @@ def test_a_job_waiting_past_the_bound_is_taken_first_oldest_first(fake_comfyui):
     assert taken(fake_comfyui, max_wait=60) == newer_overdue.pk
 
 
+def test_a_silent_workers_job_rung_again_at_the_front_is_still_taken_first(fake_comfyui):
+    """The reconciler rings a running job whose worker went silent at the front: the next worker re-attaches
+    to its prompt whatever workflow it is, rather than leaving its result waiting behind the loaded workflow."""
+    has_run(fake_comfyui, "plain")
+    enqueue("plain", n=1)
+    orphan = enqueue("inverted", n=2)
+    stale = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=orphan.pk).update(status=JobStatus.RUNNING, worker_name="gpu-gone", heartbeat_at=stale)
+    django_rq.get_queue("gpu").remove(orphan.rq_job_id)
+    assert services.reconcile_once() == [orphan.pk]
+
+    assert taken(fake_comfyui) == orphan.pk
+
+
 def test_without_affinity_the_worker_takes_jobs_in_queue_order(fake_comfyui):
     has_run(fake_comfyui, "plain")
     first = enqueue("inverted", n=1)
