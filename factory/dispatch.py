@@ -104,6 +104,9 @@ class AffinityWorker(SimpleWorker):
                 # rq's own dequeue below waits for Redis with its backoff; a worker must not quit over a pick.
                 log.warning("workflow-aware pick failed (%s); taking the head of the queue", error)
                 taken = None
+            except Exception:  # rq's work loop quits on anything unhandled: FIFO is the safe answer
+                log.exception("workflow-aware pick failed; taking the head of the queue")
+                taken = None
             if taken is not None:
                 job, queue = taken
                 job.redis_server_version = self.get_redis_server_version()
@@ -155,8 +158,11 @@ class AffinityWorker(SimpleWorker):
             rq_jobs = self.job_class.fetch_many(new, connection=self.connection, serializer=self.serializer)
             row_ids: dict[str, int] = {}
             for rq_id, rq_job in zip(new, rq_jobs, strict=True):
-                if rq_job is not None and rq_job.func_name == RUN_JOB and rq_job.args:
-                    row_ids[rq_id] = int(rq_job.args[0])
+                try:
+                    if rq_job is not None and rq_job.func_name == RUN_JOB and rq_job.args:
+                        row_ids[rq_id] = int(rq_job.args[0])
+                except Exception:  # an entry that does not deserialize: not ours to prefer; rq reports it when run
+                    log.warning("rq job %s in %s cannot be read; not preferred", rq_id, self.name)
             close_old_connections()  # the worker may have been idle past CONN_MAX_AGE
             rows = {
                 pk: (template_id, status == JobStatus.RUNNING)
