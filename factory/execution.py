@@ -124,7 +124,12 @@ def _run(job: Job, client: ComfyUIClient, *, home: ComfyUIClient) -> None:
     """Drive the claimed job and record how it ended; every write names the claim (ClaimLost once lost)."""
     job_id, claim = job.pk, job.claim
     try:
+        loaded = vram.loaded_workflow(client.base_url)
         vram.before_job(client, workflow=job.template_id, mode=settings.FACTORY_FREE_AFTER_JOB)
+        if loaded != job.template_id and not job.prompt_id:  # a re-run first reattaches to its earlier prompt
+            services.job_workflow_switched(
+                job_id=job_id, server_url=client.base_url, previous=loaded, workflow=job.template_id
+            )
         _drive(job, client, home=home)
     except services.ClaimLost:
         raise

@@ -422,6 +422,22 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
     return Job.objects.select_related("template").get(pk=job_id)
 
 
+def job_workflow_switched(*, job_id: int, server_url: str, previous: int | None, workflow: int | None) -> None:
+    """Record that this job made its GPU server load another workflow's models (`previous`: the template
+    id that server had loaded, None when nothing or unknown). A trail row only: ops and bench B10 count
+    the switches a worker made (factory.dispatch keeps them rare). Not written for a re-run that starts by
+    reattaching to an earlier attempt's prompt (a take-over): that prompt loaded its models already."""
+    was = f"workflow {previous}" if previous is not None else "nothing known"
+    _event(
+        job_id,
+        "workflow_switch",
+        f"Loading workflow {workflow}'s models on {server_url} (it had {was}).",
+        server=server_url,
+        previous=previous,
+        workflow=workflow,
+    )
+
+
 @transaction.atomic
 def job_begin_attempt(*, job_id: int, claim, server_url: str, workflow: dict) -> str | None:
     """Mint and store the prompt id of a new attempt before anything is sent; None if out of attempts.

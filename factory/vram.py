@@ -10,8 +10,16 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "none", "unload_models", "free_memory")  # FACTORY_FREE_AFTER_JOB
 
-# auto: the workflow (template row) this process last ran on each ComfyUI server, by base URL.
+# The workflow (template row id) this process last ran on each ComfyUI server, by base URL: what that
+# server has loaded, as far as we know (None: nothing, or unknown). Mode auto unloads on a change of it,
+# and the GPU worker's dispatch (factory.dispatch) prefers jobs of it: both mean one thing by "workflow".
 _last_workflow: dict[str, int | None] = {}
+
+
+def loaded_workflow(base_url: str) -> int | None:
+    """The workflow whose models this process left loaded on that server; None if none or unknown
+    (a fresh worker, or a mode that unloads after every job)."""
+    return _last_workflow.get(base_url.rstrip("/"))
 
 
 def before_job(client: ComfyUIClient, *, workflow: int | None, mode: str) -> bool:
@@ -22,11 +30,9 @@ def before_job(client: ComfyUIClient, *, workflow: int | None, mode: str) -> boo
     it again for the next (seconds a job on a GPU, and 10 ms of the gap between prompts even on the
     fake: bench B3). ComfyUI still evicts models on its own when a new one does not fit.
     """
-    if mode != "auto":
-        return False
     last = _last_workflow.get(client.base_url, "unknown")
-    _last_workflow[client.base_url] = workflow
-    if last == workflow:
+    _last_workflow[client.base_url] = workflow  # in every mode: the dispatch asks what is loaded
+    if mode != "auto" or last == workflow:
         return False
     _free(client, unload_models=True, free_memory=False)
     return True
@@ -37,6 +43,7 @@ def release(client: ComfyUIClient | None, *, mode: str) -> None:
     ComfyUI's models from VRAM, "free_memory" also its cache; then our own CUDA cache, where there is one."""
     if client is not None and mode in {"unload_models", "free_memory"}:
         _free(client, unload_models=True, free_memory=mode == "free_memory")
+        _last_workflow[client.base_url] = None  # nothing loaded: no workflow to prefer
     empty_torch_cache()
 
 

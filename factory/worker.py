@@ -6,6 +6,14 @@ before the normal one ("gpu-vip" before "gpu" in the default pool, "gpu-vip.vide
 ComfyUI does the heavy lifting, and a fork per job would cost ~60 ms), and reports the
 server's VRAM every few seconds.
 
+Dispatch is workflow-aware (factory.dispatch.AffinityWorker). Within the first non-empty lane (VIP
+before normal, always): a take-over first (a silent worker's job the reconciler rang at the front), then
+a job that has waited longer than FACTORY_AFFINITY_MAX_WAIT_SECONDS (oldest first), then the oldest job
+of the workflow (template row) this worker last ran on its server, so that its models stay loaded, then
+the head of the lane. A worker that does not know what its server has loaded takes FIFO; 0 turns the
+rule off. factory.vram unloads models only when the workflow actually changes, and each change leaves a
+"workflow_switch" event on the job that caused it.
+
 The CPU worker (`rqworker cpu default`, voices, renders, the director) is rq's forking worker with one
 addition, CpuWorker (django_rq's RQ["WORKER_CLASS"]): a work horse killed under a job (the OOM killer,
 SIGKILL) queues the job's row again at once instead of leaving it "running" until the reconciler
@@ -21,10 +29,11 @@ import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
-from rq import SimpleWorker, Worker
+from rq import Worker
 
 from factory import services
 from factory.comfyui import ComfyUIError
+from factory.dispatch import AffinityWorker
 from factory.execution import client_for
 from factory.models import GpuWorker, Job, JobStatus
 
@@ -71,8 +80,11 @@ def run_worker(*, name: str, server_url: str, queues: list[str], burst: bool = F
     heartbeat = Heartbeat(name=name, server_url=server_url, queues=queues, interval=settings.FACTORY_HEARTBEAT_SECONDS)
     heartbeat.start()
     try:
-        worker = SimpleWorker(
-            [django_rq.get_queue(q) for q in queues], connection=django_rq.get_connection(queues[0]), name=name
+        worker = AffinityWorker(
+            [django_rq.get_queue(q) for q in queues],
+            connection=django_rq.get_connection(queues[0]),
+            name=name,
+            server_url=server_url,
         )
         worker.work(with_scheduler=True, burst=burst)
     finally:

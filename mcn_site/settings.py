@@ -156,6 +156,9 @@ FACTORY_MAX_ATTEMPTS = env_int("FACTORY_MAX_ATTEMPTS", 3, minimum=1)
 FACTORY_UNREACHABLE_RETRIES = env_list("FACTORY_UNREACHABLE_RETRIES", ["10", "30", "60", "120", "300"])
 # auto: unload ComfyUI's models only when the next job runs another workflow | none | unload_models | free_memory
 FACTORY_FREE_AFTER_JOB = env_str("FACTORY_FREE_AFTER_JOB", "auto")
+# GPU workers take queued jobs of the workflow their server has loaded first; no job is passed over once it has
+# waited this long (seconds). 0: plain FIFO (factory/dispatch.py).
+FACTORY_AFFINITY_MAX_WAIT_SECONDS = env_int("FACTORY_AFFINITY_MAX_WAIT_SECONDS", 300, minimum=0)
 FACTORY_HEARTBEAT_SECONDS = env_int("FACTORY_HEARTBEAT_SECONDS", 10, minimum=1)
 # A running job whose worker has said nothing for this long is presumed dead (killed) and re-driven.
 FACTORY_STALE_SECONDS = env_int("FACTORY_STALE_SECONDS", 30, minimum=2)

@@ -62,3 +62,14 @@ def test_an_unreachable_server_does_not_stop_the_cleanup(fake_comfyui, client):
 def test_without_torch_the_cuda_step_is_skipped_and_reported():
     assert vram.empty_torch_cache() is False
     assert vram.device_memory() is None
+
+
+def test_the_loaded_workflow_is_what_this_process_last_ran_there_and_none_once_unloaded(fake_comfyui, client):
+    """What factory.dispatch prefers: the same "workflow" (template row id) auto mode compares."""
+    assert vram.loaded_workflow(fake_comfyui.url) is None  # unknown: a fresh worker
+    vram.before_job(client, workflow=7, mode="auto")
+    assert vram.loaded_workflow(fake_comfyui.url + "/") == 7
+    vram.before_job(client, workflow=9, mode="none")
+    assert vram.loaded_workflow(fake_comfyui.url) == 9
+    vram.release(client, mode="unload_models")
+    assert vram.loaded_workflow(fake_comfyui.url) is None

@@ -90,7 +90,8 @@ def test_a_worker_unloads_models_only_when_the_next_job_runs_another_workflow(fa
         services.job_enqueue(template=name, params={"WIDTH": 32}, subject=f"post.1/shot.{n}").pk
         for n, name in enumerate(order)
     ]
-    start_worker(fake_comfyui.url, env={"FACTORY_FREE_AFTER_JOB": "auto"})
+    # In queue order (FIFO): the workflow-aware dispatch would group the plain jobs (tests/factory/test_affinity.py).
+    start_worker(fake_comfyui.url, env={"FACTORY_FREE_AFTER_JOB": "auto", "FACTORY_AFFINITY_MAX_WAIT_SECONDS": "0"})
 
     wait_for(lambda: all(finished(pk) for pk in ids), what="every job to finish")
     assert set(Job.objects.filter(pk__in=ids).values_list("status", flat=True)) == {JobStatus.SUCCEEDED}

@@ -864,6 +864,7 @@ class _State:
     last_node_id: str | None = None
     interrupt: bool = False
     flags: dict[str, Any] = field(default_factory=dict)
+    loaded_models: frozenset | None = None  # the models the last prompt loaded; None: none (start, /free unload)
     outputs_cache: dict[str, tuple] = field(default_factory=dict)  # signature -> node outputs
     ui_cache: dict[str, dict] = field(default_factory=dict)  # signature -> {"meta", "output"}
     objects: dict[str, dict] = field(default_factory=dict)  # node id -> per-instance data (PreviewImage prefix)
@@ -871,6 +872,20 @@ class _State:
     messages: asyncio.Queue = field(default_factory=asyncio.Queue)
     tasks: list[asyncio.Task] = field(default_factory=list)
     alive: bool = True
+
+
+def _prompt_models(prompt: dict) -> frozenset:
+    """What a prompt needs loaded: each loader node's class_type and string inputs (its model file names), or,
+    for a prompt without loader nodes, its class_types."""
+    nodes = [node for node in prompt.values() if isinstance(node, dict)]
+    loaded = frozenset(
+        f"{node['class_type']}:{key}={value}"
+        for node in nodes
+        if "Loader" in str(node.get("class_type", ""))
+        for key, value in (node.get("inputs") or {}).items()
+        if isinstance(value, str)
+    )
+    return loaded or frozenset(str(node.get("class_type")) for node in nodes)
 
 
 class _ExecutionList:
@@ -978,6 +993,7 @@ class FakeComfyUI:
         self._step_seconds = 0.0
         self._node_seconds = 0.0
         self._prompt_seconds = 0.0
+        self._model_load_seconds = 0.0
         self._steps_per_node: int | None = None
         self._send_previews = False
         self._hang_after_start = False
@@ -994,6 +1010,7 @@ class FakeComfyUI:
         self._uploads: list[Upload] = []
         self._node_log: list[tuple[int, str, str]] = []  # (generation, prompt_id, node_id) of every node start
         self._executions: list[Execution] = []  # when each prompt held the "GPU" (the executor)
+        self._model_loads: list[tuple[str, list[str]]] = []  # (prompt_id, models) of every model switch
         self._sent: list[tuple[int, str | None, Any, Any]] = []  # (generation, sid, event, data) actually sent
         self.died = threading.Event()  # set when die_mid_run fires; restart() clears it
 
@@ -1087,6 +1104,13 @@ class FakeComfyUI:
         "prompt_seconds",
         "Seconds of simulated GPU time each prompt takes after `execution_start`, whatever the cache holds "
         "(default 0). An interrupt cuts it short and stops the prompt at its first executed node.",
+    )
+    model_load_seconds = _knob(
+        "model_load_seconds",
+        "Seconds a prompt takes, after `execution_start`, when its models differ from those loaded (default 0): "
+        "a prompt's models are its loader nodes (class_type + string inputs: ckpt_name, unet_name, ...), or, "
+        "without loaders, its set of class_types. Nothing is loaded at start, after restart() or after a /free "
+        "with unload_models. Every switch is counted, whatever this is (`model_switches()`).",
     )
     steps_per_node = _knob(
         "steps_per_node",
@@ -1260,6 +1284,14 @@ class FakeComfyUI:
     def nodes_started(self, prompt_id: str | None = None) -> list[tuple[str, str]]:
         """(prompt_id, node_id) of every node that began executing (cached nodes don't), in order."""
         return [(p, n) for _g, p, n in self._call(lambda: list(self._node_log)) if prompt_id is None or p == prompt_id]
+
+    def model_switches(self) -> int:
+        """How many prompts found other models loaded than theirs (and loaded theirs) since start()."""
+        return self._call(lambda: len(self._model_loads))
+
+    def model_loads(self) -> list[tuple[str, list[str]]]:
+        """(prompt_id, its models, sorted) of every model switch, oldest first (see `model_load_seconds`)."""
+        return self._call(lambda: list(self._model_loads))
 
     def executions(self) -> list[Execution]:
         """When each prompt held the executor (the "GPU"), oldest first: time.time() at pop and at history."""
@@ -2196,6 +2228,8 @@ class FakeComfyUI:
 
     def _apply_flags(self, state: _State) -> None:
         flags, state.flags = state.flags, {}
+        if flags.get("unload_models", False):
+            state.loaded_models = None  # the next prompt loads its models again, whichever they are
         if flags.get("free_memory", False):
             # PromptExecutor.reset(): a new cache set, so every node runs again (and PreviewImage gets a new prefix)
             state.outputs_cache.clear()
@@ -2237,6 +2271,13 @@ class FakeComfyUI:
             emit("progress_state", {"prompt_id": prompt_id, "nodes": copy.deepcopy(progress_nodes)}, client_id)
 
         add_message("execution_start", {"prompt_id": prompt_id}, broadcast=False)
+        models = _prompt_models(prompt)
+        if models != state.loaded_models:
+            state.loaded_models = models
+            self._model_loads.append((prompt_id, sorted(models)))
+            self._changed()
+            if self._model_load_seconds and not job.fast:
+                await self._pause(state, self._model_load_seconds)  # an interrupt stops at the first node
         if self._prompt_seconds and not job.fast:
             await self._pause(state, self._prompt_seconds)  # an interrupt stays set for the first executed node
 

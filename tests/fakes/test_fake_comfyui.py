@@ -1372,3 +1372,41 @@ def test_the_wan_nodes_are_served_as_a_real_0_3_64_declares_them(http):
     }
     assert node["output"] == ["CONDITIONING", "CONDITIONING", "LATENT"]
     assert http.get("/object_info/UNETLoader").json()["UNETLoader"]["input"]["required"]["unet_name"] == [[]]
+
+
+def test_model_load_seconds_is_charged_only_when_a_prompts_models_differ_from_those_loaded(fake, http):
+    fake.set_models(["a.safetensors", "b.safetensors"])
+    fake.model_load_seconds = 0.3
+    order = ["a.safetensors", "a.safetensors", "b.safetensors", "a.safetensors"]
+    ids = [submit(http, txt2img(ckpt=ckpt, steps=1, prefix=f"jobs/{n}")) for n, ckpt in enumerate(order)]
+    for prompt_id in ids:
+        fake.wait_for_history(prompt_id, timeout=15)
+
+    # The first prompt loads (nothing was loaded), the second finds its checkpoint loaded, then two switches.
+    assert fake.model_switches() == 3
+    assert [prompt_id for prompt_id, _models in fake.model_loads()] == [ids[0], ids[2], ids[3]]
+    assert fake.model_loads()[1][1] == ["CheckpointLoaderSimple:ckpt_name=b.safetensors"]
+    took = {e.prompt_id: e.ended - e.started for e in fake.executions()}
+    assert all(took[prompt_id] >= 0.3 for prompt_id in (ids[0], ids[2], ids[3]))
+
+
+def test_an_unload_models_free_makes_the_next_prompt_load_again_and_free_memory_alone_does_not(fake, http):
+    fake.wait_for_history(submit(http, txt2img(prefix="jobs/1")))
+    assert http.post("/free", json={"free_memory": True}).status_code == 200
+    fake.wait_for_history(submit(http, txt2img(prefix="jobs/2")))
+    assert fake.model_switches() == 1
+
+    assert http.post("/free", json={"unload_models": True}).status_code == 200
+    fake.wait_for_history(submit(http, txt2img(prefix="jobs/3")))
+    assert fake.model_switches() == 2
+
+
+def test_without_loader_nodes_a_prompts_models_are_its_node_classes_and_a_restart_unloads(fake, http):
+    fake.put_input_file("mcn_red.png", png())
+    for prompt in (BASIC, BASIC, injected(), BASIC):
+        fake.wait_for_history(submit(http, prompt))
+    assert fake.model_switches() == 3  # BASIC, then the injected template (other classes), then BASIC again
+
+    fake.restart()
+    fake.wait_for_history(submit(http, BASIC))
+    assert fake.model_switches() == 4  # a restarted server has nothing loaded; the count is the test's
