@@ -367,7 +367,7 @@ def _watch(
             on_history=clock.settle,
             should_cancel=should_cancel,
             # Before any /interrupt (cancel, stall, deadline): the prompt may be another worker's by now.
-            before_interrupt=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
+            before_interrupt=lambda: (services.job_touch(job_id=job.pk, claim=job.claim), clock.let_go()),
             client_id=client_id,
             borrowed=borrowed,
         )

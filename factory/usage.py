@@ -7,10 +7,13 @@ from the server's clock, so the worker's clock and the network play no part. The
 authority (the socket can miss frames, or be re-attached after the start); the socket fills in what a prompt
 that never reached history (interrupted after a stall, lost with its server) showed before it went.
 
-A prompt that never started costs nothing; one whose end was never seen counts to the last stamp seen (a
-lower bound). A fully cached prompt runs start to success in a few ms. Each prompt is recorded once per job
-(services.job_record_usage keyed by the prompt id): a worker that takes over and reads the same prompt
-from /history again adds nothing.
+A prompt that never started costs nothing. One whose end was never seen (we interrupted it after a stall or a
+cancel, or its server went away) held the GPU from its start until we let it go: measured on our clock from
+hearing its `execution_start` to sending the interrupt, or, when the socket missed the start, to the last
+stamp seen (a lower bound). A fully cached prompt runs start to success in a few ms.
+
+Each prompt is recorded once per job (services.job_record_usage keyed by the prompt id): a worker that takes
+over and reads the same prompt from /history again adds nothing.
 """
 
 import logging
@@ -39,6 +42,7 @@ class PromptClock:
         self.end_ms: int | None = None
         self.last_ms: int | None = None
         self.start_heard_at: float | None = None  # our clock, when the socket brought execution_start
+        self.let_go_at: float | None = None  # our clock, when we interrupted it or stopped waiting for it
         self.from_history = False
 
     def see(self, kind: str, data: dict) -> None:
@@ -51,6 +55,11 @@ class PromptClock:
         elif kind in ENDS and self.end_ms is None:
             self.end_ms = stamp
         self.last_ms = max(self.last_ms or stamp, stamp)
+
+    def let_go(self) -> None:
+        """We stop waiting for the prompt (an interrupt is about to go, or the watch ended); the first call counts."""
+        if self.let_go_at is None:
+            self.let_go_at = time.time()
 
     def settle(self, entry: dict) -> None:
         """The prompt's /history entry: its messages replace what the socket brought (the authority)."""
@@ -73,11 +82,15 @@ class PromptClock:
 
     @property
     def gpu_seconds(self) -> float:
-        """Execution time: start to end (or to the last stamp seen), never negative; 0 if it never started."""
+        """Execution time: start to end, never negative; 0 if it never started. Without an end: see the module."""
         if self.start_ms is None:
             return 0.0
-        end = self.end_ms if self.end_ms is not None else self.last_ms
-        return max(0.0, (end - self.start_ms) / 1000) if end is not None else 0.0
+        if self.end_ms is not None:
+            return max(0.0, (self.end_ms - self.start_ms) / 1000)
+        stamped = max(0.0, ((self.last_ms or self.start_ms) - self.start_ms) / 1000)
+        if self.start_heard_at is not None and self.let_go_at is not None:
+            return max(stamped, self.let_go_at - self.start_heard_at)
+        return stamped
 
     @property
     def queue_seconds(self) -> float:
@@ -101,6 +114,7 @@ def record_prompt(job: Job, clock: PromptClock) -> None:
     """Add the prompt's GPU time and ComfyUI queue wait to the job, once per prompt id (ClaimLost if not ours)."""
     if clock.start_ms is None:
         return  # never ran: nothing consumed (a lost prompt, one cancelled while queued)
+    clock.let_go()
     services.job_record_usage(
         job_id=job.pk,
         claim=job.claim,

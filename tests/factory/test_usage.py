@@ -244,6 +244,32 @@ def test_a_prompt_resumed_from_history_by_a_new_worker_is_counted_once(fake, rq_
 
 
 @pytest.mark.django_db
+def test_hung_prompts_interrupted_after_the_budget_count_until_we_let_them_go(fake, rq_clean, settings):
+    # Both attempts hang after execution_start: no end reaches us (the history entry comes after the interrupt),
+    # so each counts from hearing its start to the interrupt we send once the 2 s budget is spent.
+    settings.FACTORY_STALL_SECONDS, settings.FACTORY_POLL_SECONDS = 1, 0.5
+    fake.hang_after_start = True
+    services.template_import(name="basic", workflow=BASIC_WORKFLOW, manifest={"time_budget_seconds": 2})
+    job = services.job_enqueue(template="basic", params={"WIDTH": 64}, subject="post.1/shot.1")
+
+    execution.run_comfyui_job(job.pk, server_url=fake.url)
+
+    job.refresh_from_db()
+    assert (job.status, job.error_kind, job.attempts) == (JobStatus.FAILED, "stalled", 2)
+    recorded = {e["key"]: e["gpu_seconds"] for e in job.events.filter(kind="usage").values_list("data", flat=True)}
+    assert list(recorded) == [f"prompt:{p}" for p in prompt_ids(job)]
+    assert job.gpu_seconds == pytest.approx(sum(recorded.values()), abs=1e-9)
+    for prompt_id in prompt_ids(job):
+        fake.wait_for_history(prompt_id)
+        # We let go (sent the interrupt) before the fake stamped execution_interrupted, and heard the start after
+        # it stamped execution_start: never more than ComfyUI's own span (1 ms of stamp rounding).
+        assert recorded[f"prompt:{prompt_id}"] <= span(fake, prompt_id) + 0.001
+        # ComfyUI's last stamps before the hang (start, cached) alone would say about 1 ms; the prompt held the
+        # executor for most of the budget (a wide margin for a loaded machine).
+        assert recorded[f"prompt:{prompt_id}"] >= 0.5
+
+
+@pytest.mark.django_db
 def test_comfyuis_own_queue_wait_is_counted(fake, rq_clean):
     # Another client's prompt holds the executor, so ours waits in ComfyUI's queue behind it.
     fake.node_seconds = 1.0
