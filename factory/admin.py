@@ -235,7 +235,21 @@ class JobAdmin(admin.ModelAdmin):
                     "server",
                     "worker_name",
                     "rq_job",
-                    "gpu_time",
+                ]
+            },
+        ),
+        (
+            # The cost ledger's raw figures (what the job consumed); prices are applied elsewhere.
+            "Usage",
+            {
+                "fields": [
+                    "gpu_seconds",
+                    "queue_seconds",
+                    "wall_seconds",
+                    "audio_seconds",
+                    "llm_model",
+                    "llm_prompt_tokens",
+                    "llm_completion_tokens",
                 ]
             },
         ),
@@ -326,10 +340,6 @@ class JobAdmin(admin.ModelAdmin):
             local.isoformat(timespec="seconds"),
             local.strftime("%H:%M" if today else "%b %d, %H:%M"),
         )
-
-    @admin.display(description="GPU time", ordering="gpu_seconds")
-    def gpu_time(self, job):
-        return duration_text(job.gpu_seconds) if job.gpu_seconds else "–"
 
     @admin.display(description="ComfyUI server")
     def server(self, job):

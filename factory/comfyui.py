@@ -280,6 +280,8 @@ class ComfyUIClient:
         should_cancel: Callable[[], bool] = lambda: False,
         before_interrupt: Callable[[], object] = lambda: None,
         on_long_node: Callable[[str, float], object] = lambda node, seconds: None,
+        on_message: Callable[[str, dict], object] = lambda kind, data: None,
+        on_history: Callable[[dict], object] = lambda entry: None,
         clock: Callable[[], float] = time.monotonic,
         client_id: str | None = None,
         borrowed: bool = False,
@@ -298,6 +300,9 @@ class ComfyUIClient:
         asked: one that answers and still runs the prompt is busy (`on_long_node(node, silent_seconds)`), and
         is waited for until `total_seconds` (the template's time budget) is spent; one that does not answer,
         or whose queue no longer runs the prompt while its history has no entry, is stuck: interrupted, Stalled.
+
+        `on_message(type, data)` sees each socket message of this prompt, and `on_history(entry)` its history
+        entry once it is read, success or not (the cost ledger reads ComfyUI's execution timestamps there).
         """
         started = last_sign = clock()
         next_poll = started  # poll at once: it may have finished before the socket opened
@@ -333,7 +338,7 @@ class ComfyUIClient:
                     except Unreachable:
                         where = None  # it answers no more: stuck (a server that is down also broke the socket)
                     if where is not None and where.state == "done":
-                        return self._outcome(where.history)
+                        return self._settle(where.history, on_history)
                     if where is not None and where.state in ("running", "pending"):
                         if where.state == "running":
                             on_long_node(progress.node, now - last_sign)
@@ -353,14 +358,14 @@ class ComfyUIClient:
                     next_poll = now + deadlines.poll_seconds
                     entry = self.history(prompt_id)
                     if entry:
-                        return self._outcome(entry)
+                        return self._settle(entry, on_history)
                 elif now >= next_poll:
                     next_poll = now + deadlines.poll_seconds
                     where = self.locate(prompt_id)
                     if where.state == "pending":
                         last_sign = clock()  # waiting in ComfyUI's queue is not a stall; the total deadline holds
                     if where.state == "done":
-                        return self._outcome(where.history)
+                        return self._settle(where.history, on_history)
                     if where.state == "absent":
                         raise PromptLost("The GPU server lost the prompt (it restarted?).")
                     if socket is None:
@@ -383,6 +388,8 @@ class ComfyUIClient:
                 if not message or message.get("data", {}).get("prompt_id") not in (prompt_id, None):
                     continue
                 kind, data = message.get("type"), message.get("data", {})
+                if data.get("prompt_id") == prompt_id:
+                    on_message(kind, data)
                 if kind == "progress" and data.get("prompt_id") == prompt_id:
                     progress = Progress(str(data.get("node") or progress.node), data["value"], data["max"])
                     last_sign, reopened = clock(), False
@@ -417,6 +424,11 @@ class ComfyUIClient:
             return json.loads(frame)
         except ValueError:
             return None
+
+    @classmethod
+    def _settle(cls, entry: dict, on_history: Callable[[dict], object]) -> dict:
+        on_history(entry)
+        return cls._outcome(entry)
 
     @staticmethod
     def _outcome(entry: dict) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from factory import preflight, provenance, services, vram
+from factory import preflight, provenance, services, usage, vram
 from factory.comfyui import (
     Cancelled,
     ComfyUIClient,
@@ -241,6 +241,7 @@ def _resume(job: Job, client: ComfyUIClient, prompt_id: str, *, own: ComfyUIClie
         return None
     log.info("job %s: prompt %s is %s on the server", job.pk, prompt_id, where.state)
     if where.state == "done":
+        _record_history(job, prompt_id, where.history)
         try:
             return client._outcome(where.history)
         except Cancelled:
@@ -286,8 +287,9 @@ def _attempt(job: Job, client: ComfyUIClient) -> dict:
     socket = client.open_socket(client_id=socket_id)  # before submitting, so no event of ours is missed
     # Still ours? A worker paused between minting and submitting may have been replaced meanwhile.
     services.job_touch(job_id=job.pk, claim=job.claim)
+    submitted_at = time.time()
     client.submit(workflow, prompt_id=prompt_id, client_id=socket_id)
-    return _watch(job, client, prompt_id, socket=socket, client_id=socket_id)
+    return _watch(job, client, prompt_id, socket=socket, client_id=socket_id, submitted_at=submitted_at)
 
 
 def upload_input(client: ComfyUIClient, path: Path) -> str:
@@ -305,7 +307,14 @@ def upload_input(client: ComfyUIClient, path: Path) -> str:
 
 
 def _watch(
-    job: Job, client: ComfyUIClient, prompt_id: str, *, socket, client_id: str | None = None, borrowed: bool = False
+    job: Job,
+    client: ComfyUIClient,
+    prompt_id: str,
+    *,
+    socket,
+    client_id: str | None = None,
+    borrowed: bool = False,
+    submitted_at: float | None = None,
 ) -> dict:
     last_write = 0.0
     last_touch = time.monotonic()
@@ -352,6 +361,7 @@ def _watch(
             seconds=round(seconds, 1),
         )
 
+    clock = usage.PromptClock(prompt_id, submitted_at=submitted_at)
     try:
         return client.wait(
             prompt_id,
@@ -359,9 +369,11 @@ def _watch(
             deadlines=budget,
             on_long_node=on_long_node,
             on_progress=on_progress,
+            on_message=clock.see,
+            on_history=clock.settle,
             should_cancel=should_cancel,
             # Before any /interrupt (cancel, stall, deadline): the prompt may be another worker's by now.
-            before_interrupt=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
+            before_interrupt=lambda: (services.job_touch(job_id=job.pk, claim=job.claim), clock.let_go()),
             client_id=client_id,
             borrowed=borrowed,
         )
@@ -369,6 +381,22 @@ def _watch(
         if services.job_is_cancel_requested(job_id=job.pk, claim=job.claim):
             raise Cancelled("Cancelled by request; interrupted on the GPU server.") from None
         raise
+    finally:
+        _record_usage(job, clock)
+
+
+def _record_history(job: Job, prompt_id: str, entry: dict) -> None:
+    """The GPU time of a prompt found finished in /history (resumed after a worker died), once per prompt."""
+    clock = usage.PromptClock(prompt_id)
+    clock.settle(entry)
+    _record_usage(job, clock)
+
+
+def _record_usage(job: Job, clock: usage.PromptClock) -> None:
+    # Whatever ended the watch (success, failure, stall, cancel) the prompt held the GPU that long. A claim
+    # lost meanwhile writes nothing (the new holder records the prompt when it reads its history).
+    with contextlib.suppress(services.ClaimLost):
+        usage.record_prompt(job, clock)
 
 
 def _collect(job: Job, client: ComfyUIClient, entry: dict) -> None:

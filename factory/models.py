@@ -166,15 +166,31 @@ class Job(models.Model):
     claim = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Token of the worker holding the job.")
     rq_job_id = models.CharField(max_length=100, blank=True)
     # The cost ledger's raw figures (posts and the admin price them with factory.models rates).
+    # Filled by factory.services (job_start, _finish, job_record_usage) and factory.usage; see docs/architecture.md.
     gpu_seconds = models.FloatField(
-        default=0, help_text="GPU execution time from ComfyUI's own timestamps, every attempt (0 for CPU jobs)."
+        default=0,
+        help_text="GPU execution time: execution_start to its end message, ComfyUI's own timestamps, summed over "
+        "every prompt of the job (OOM and stall retries), each prompt once. 0 for CPU jobs (TTS, render, LLM).",
     )
-    queue_seconds = models.FloatField(default=0, help_text="Waiting before execution began (our queue and ComfyUI's).")
-    wall_seconds = models.FloatField(default=0, help_text="From the first start to the finish, as the worker saw it.")
-    audio_seconds = models.FloatField(default=0, help_text="TTS: seconds of audio made.")
-    llm_model = models.CharField(max_length=200, blank=True, help_text="LLM: the model that answered.")
-    llm_prompt_tokens = models.PositiveIntegerField(default=0, help_text="LLM: prompt tokens, from the answers' usage.")
-    llm_completion_tokens = models.PositiveIntegerField(default=0, help_text="LLM: completion tokens (usage).")
+    queue_seconds = models.FloatField(
+        default=0,
+        help_text="Waiting before execution began: queued_at to the first start by a worker (re-queues after a "
+        "transient failure or a lost worker are not counted: queued_at is then the retry's due time), plus "
+        "ComfyUI's own queue (our submit to its execution_start) for each prompt.",
+    )
+    wall_seconds = models.FloatField(
+        default=0,
+        help_text="Time in a worker's hands: from each start to the finish or the return to the queue, summed "
+        "(the backoff between retries not counted).",
+    )
+    audio_seconds = models.FloatField(default=0, help_text="TTS: seconds of audio made (the WAV's length).")
+    llm_model = models.CharField(max_length=200, blank=True, help_text="LLM: the model that answered (the last call).")
+    llm_prompt_tokens = models.PositiveIntegerField(
+        default=0, help_text="LLM: prompt tokens, from the answers' usage, summed over the job's calls."
+    )
+    llm_completion_tokens = models.PositiveIntegerField(
+        default=0, help_text="LLM: completion tokens, from the answers' usage, summed over the job's calls."
+    )
     provenance = models.JSONField(
         default=dict,
         blank=True,

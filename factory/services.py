@@ -398,8 +398,10 @@ def job_start(*, job_id: int, worker_name: str, server_url: str) -> Job | None:
     # Race: two workers (or a re-delivered rq job) start the same row; one UPDATE wins.
     # server_url says where the stored prompt was sent: a job back in the queue with a prompt in
     # doubt (its reply was lost) keeps it, so whichever worker claims it asks that server first.
-    if Job.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
+    queued = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED, cancel_requested=False)
+    if queued.update(
         started_at=now,
+        queue_seconds=F("queue_seconds") + _queue_wait(queued, now),
         server_url=Case(When(prompt_id="", then=Value(server_url)), default=F("server_url")),
         **claim,
     ):
@@ -436,6 +438,18 @@ def job_workflow_switched(*, job_id: int, server_url: str, previous: int | None,
         previous=previous,
         workflow=workflow,
     )
+
+
+def _queue_wait(queued, now) -> float:
+    """Seconds a queued job waited for this first start (see Job.queue_seconds): 0 for a later start.
+
+    Read before the claiming UPDATE, in its transaction; should the row change in between, that UPDATE
+    finds it no longer queued and claims (and counts) nothing.
+    """
+    row = queued.values("queued_at", "started_at").first()
+    if row is None or row["started_at"] is not None or row["queued_at"] is None:
+        return 0.0
+    return max(0.0, (now - row["queued_at"]).total_seconds())
 
 
 @transaction.atomic
@@ -629,15 +643,63 @@ def _output_kind(content_type: str) -> str:
     return family if family in OutputKind.values else ""
 
 
+def _run_seconds(job_id: int, now) -> float:
+    """Seconds since the job's current run started (its wall time so far; GPU time is ComfyUI's, elsewhere)."""
+    started_at = Job.objects.filter(pk=job_id).values_list("started_at", flat=True).first()
+    return max(0.0, (now - started_at).total_seconds()) if started_at else 0.0
+
+
 def _finish(job_id: int, claim, status: str, **fields) -> None:
     """End the job held by `claim`; ClaimLost when it no longer holds it (nothing written)."""
     now = timezone.now()
-    job = Job.objects.filter(pk=job_id).values("started_at").first()
-    seconds = (now - job["started_at"]).total_seconds() if job and job["started_at"] else 0
+    wall = _run_seconds(job_id, now)
     if not _held(job_id, claim).update(
-        status=status, finished_at=now, heartbeat_at=now, gpu_seconds=F("gpu_seconds") + seconds, **fields
+        status=status, finished_at=now, heartbeat_at=now, wall_seconds=F("wall_seconds") + wall, **fields
     ):
         raise ClaimLost(job_id, claim)
+
+
+@transaction.atomic
+def job_record_usage(
+    *,
+    job_id: int,
+    claim,
+    key: str = "",
+    gpu_seconds: float = 0,
+    queue_seconds: float = 0,
+    audio_seconds: float = 0,
+    llm_model: str = "",
+    llm_prompt_tokens: int = 0,
+    llm_completion_tokens: int = 0,
+) -> bool:
+    """Add what the job consumed to its ledger figures (the Job usage columns) and note it in its trail.
+
+    Figures add up (F() increments): an OOM retry's two prompts, a director's analyst, writer and repair
+    calls. `key` names what was measured (a prompt id, a file): a figure already recorded under it is not
+    added again (a worker that took over reads the same prompt's history) and this returns False.
+    `llm_model`, when given, replaces the model named. ClaimLost when `claim` no longer holds the job.
+    """
+    figures = {
+        "gpu_seconds": max(0.0, float(gpu_seconds)),
+        "queue_seconds": max(0.0, float(queue_seconds)),
+        "audio_seconds": max(0.0, float(audio_seconds)),
+        "llm_prompt_tokens": max(0, int(llm_prompt_tokens)),
+        "llm_completion_tokens": max(0, int(llm_completion_tokens)),
+    }
+    # Race: two records under one key (a worker presumed dead and its successor); on PostgreSQL the row lock
+    # this UPDATE takes makes the second wait, then find the first's event. A lost claim writes nothing.
+    _hold(job_id, claim)
+    if key and JobEvent.objects.filter(job_id=job_id, kind="usage", data__key=key).exists():
+        return False
+    updates = {name: F(name) + value for name, value in figures.items() if value}
+    if llm_model:
+        updates["llm_model"] = llm_model[: Job._meta.get_field("llm_model").max_length]
+    if updates:
+        _held(job_id, claim).update(**updates)
+    said = [f"{name.replace('_', ' ')} {value:g}" for name, value in figures.items() if value]
+    message = "Used " + (", ".join(said) or "nothing measurable") + (f" ({llm_model})" if llm_model else "") + "."
+    _event(job_id, "usage", message, key=key, model=llm_model, **figures)
+    return True
 
 
 @transaction.atomic
@@ -689,6 +751,7 @@ def job_wait_and_retry(*, job_id: int, claim, kind: str, message: str, details: 
     text = f"{message} Retrying in {delay} s ({job.retries + 1}/{len(delays)})."
     if not _held(job_id, claim).update(
         status=JobStatus.QUEUED,
+        wall_seconds=F("wall_seconds") + _run_seconds(job_id, timezone.now()),
         retries=F("retries") + 1,
         error_kind=kind,
         error_message=text,
@@ -728,6 +791,7 @@ def job_worker_lost(*, job_id: int, worker_name: str, reason: str) -> bool:
     text = f"Worker lost ({reason}); running it again ({deaths}/{settings.FACTORY_MAX_ATTEMPTS - 1})."
     requeued = held.update(
         status=JobStatus.QUEUED,
+        wall_seconds=F("wall_seconds") + _run_seconds(job_id, timezone.now()),
         error_kind=ErrorKind.LOST,
         error_message=text,
         heartbeat_at=None,

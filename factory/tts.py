@@ -437,3 +437,7 @@ def run_tts(job: Job) -> None:
         content_type="audio/wav",
     )
     provenance.record_voice(job, params=params, prompt_wav=prompt_wav, output=final)
+    # The ledger's TTS figure: the audio made, read from the WAV header; once per file (a re-run keeps it).
+    services.job_record_usage(
+        job_id=job.pk, claim=job.claim, key=f"audio:{stored_name}", audio_seconds=wav_duration(final)
+    )

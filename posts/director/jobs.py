@@ -7,6 +7,7 @@ from factory import provenance, runners, services
 from factory.models import ErrorKind, Job, JobKind
 from factory.services import job_enqueue_task
 from mcn_site.lib.text import refuse_nul
+from posts.director.llm import Usage
 from posts.director.service import DirectorFailed, director_mode, write_storyboard
 from posts.models import Post, PostEvent
 from posts.services import _ensure_editable, _record
@@ -58,6 +59,16 @@ def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
 
 @runners.register(JobKind.LLM)
 def run_director(job: Job) -> None:
+    def record(usage: Usage) -> None:
+        # Each answer as it comes (a director that fails later has still been billed for it).
+        services.job_record_usage(
+            job_id=job.pk,
+            claim=job.claim,
+            llm_model=usage.model,
+            llm_prompt_tokens=usage.prompt_tokens,
+            llm_completion_tokens=usage.completion_tokens,
+        )
+
     try:
         write_storyboard(
             post_id=job.params["post_id"],
@@ -65,6 +76,7 @@ def run_director(job: Job) -> None:
             feedback=job.params.get("feedback", ""),
             # A worker presumed dead while the LLM answered must not replace the storyboard its successor wrote.
             before_write=lambda: services.job_touch(job_id=job.pk, claim=job.claim),
+            on_usage=record,
         )
     except DirectorFailed as error:
         raise runners.TaskFailed(

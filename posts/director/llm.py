@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -52,6 +53,20 @@ class LLMRejected(LLMError):
     """The provider refused the request (bad key, model, quota, parameters): retrying will not help."""
 
     kind = "rejected"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one answer cost, from its `usage` block (0 tokens when the provider sent none) and its `model`."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _tokens(usage: dict, name: str) -> int:
+    value = usage.get(name) if isinstance(usage, dict) else None
+    return max(0, int(value)) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _seconds(value: float) -> str:
@@ -111,8 +126,19 @@ class LLMClient:
 
     # ---------------------------------------------------------------- the call
 
-    def chat(self, messages: list[dict], *, json_mode: bool = True, temperature: float | None = None) -> str:
-        """Send the messages and return the assistant's content (raises LLMError)."""
+    def chat(
+        self,
+        messages: list[dict],
+        *,
+        json_mode: bool = True,
+        temperature: float | None = None,
+        on_usage: Callable[[Usage], object] | None = None,
+    ) -> str:
+        """Send the messages and return the assistant's content (raises LLMError).
+
+        `on_usage(Usage)` is called with each answer's model and token counts before the content is checked:
+        an answer that is refused afterwards (no text) was billed all the same.
+        """
         payload: dict = {"model": self.model, "messages": messages, "stream": False}
         if json_mode:
             # Both OpenAI and DeepSeek refuse this mode (400) unless a message mentions "json".
@@ -121,7 +147,7 @@ class LLMClient:
             payload["temperature"] = temperature
         attempt = 0
         while True:
-            outcome = self._attempt(payload)
+            outcome = self._attempt(payload, on_usage)
             if isinstance(outcome, str):
                 return outcome
             reason, retry_after = outcome
@@ -135,7 +161,7 @@ class LLMClient:
             log.warning("LLM %s: %s; retry %d/%d in %s", self._host, reason, attempt, self.max_retries, _seconds(wait))
             self._sleep(wait)
 
-    def _attempt(self, payload: dict) -> str | tuple[str, float | None]:
+    def _attempt(self, payload: dict, on_usage=None) -> str | tuple[str, float | None]:
         """One request: the content, or (why, the server's Retry-After) when it is worth another try."""
         started = self._clock()
         try:
@@ -151,7 +177,7 @@ class LLMClient:
             return f"cannot reach {self._host} ({type(error).__name__})", None
         status = response.status_code
         if status == 200:
-            return self._content(body)
+            return self._content(body, on_usage)
         detail = self._redact(self._error_message(body))
         if status == 429 or status >= 500:
             reason = f"{status}" + (" (rate limited)" if status == 429 else "")
@@ -184,7 +210,7 @@ class LLMClient:
             details={"host": self._host, "timeout": self.timeout},
         )
 
-    def _content(self, body: bytes) -> str:
+    def _content(self, body: bytes, on_usage=None) -> str:
         try:
             data = json.loads(body)
             choice = data["choices"][0]
@@ -194,6 +220,10 @@ class LLMClient:
                 f"LLM unavailable: {self._host} answered 200 without a chat completion.",
                 details={"host": self._host, "body": self._redact(body[:300].decode(errors="replace"))},
             ) from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        if on_usage is not None:
+            model = data.get("model") if isinstance(data.get("model"), str) and data.get("model") else self.model
+            on_usage(Usage(model, _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")))
         finish_reason = choice.get("finish_reason")
         if content is None:
             raise LLMRejected(
@@ -202,7 +232,6 @@ class LLMClient:
             )
         if finish_reason == "length":
             log.warning("LLM %s: output cut at the token limit (%d characters)", self._host, len(content))
-        usage = data.get("usage") or {}
         log.info(
             "LLM %s %s: %s prompt + %s completion tokens",
             self._host,

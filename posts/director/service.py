@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from posts.director.llm import LLMClient, LLMError
+from posts.director.llm import LLMClient, LLMError, Usage
 from posts.director.offline import offline_storyboard
 from posts.director.prompts import render
 from posts.director.schema import StoryboardInvalid, parse_storyboard
@@ -55,12 +55,18 @@ def _as_dict(shot: Shot) -> dict:
 
 
 def write_storyboard(
-    *, post_id: int, actor, feedback: str = "", before_write: Callable[[], object] | None = None
+    *,
+    post_id: int,
+    actor,
+    feedback: str = "",
+    before_write: Callable[[], object] | None = None,
+    on_usage: Callable[[Usage], object] | None = None,
 ) -> Post:
     """Replace the post's unlocked shots with a new storyboard; returns the post (draft again if it was rejected).
 
     `before_write()` runs first inside the transaction that writes the shots, and raises to write nothing
     (the director job's worker was taken over while the LLM answered: factory.services.ClaimLost).
+    `on_usage(Usage)` hears what each LLM answer cost (analyst, writer, repair), as it comes.
     """
     post = Post.objects.select_related("artist", "wardrobe").get(pk=post_id)
     feedback = (feedback or post.feedback).strip()  # a rewrite of a rejected post answers its reviewer
@@ -73,7 +79,7 @@ def write_storyboard(
         written = fit_durations(
             [
                 {**shot, "duration": speaking_seconds(shot["script"])} if shot["kind"] == "a_roll" else shot
-                for shot in _from_llm(post, kept, feedback=feedback, target_seconds=budget)
+                for shot in _from_llm(post, kept, feedback=feedback, target_seconds=budget, on_usage=on_usage)
             ],
             budget,
         )
@@ -145,7 +151,14 @@ def _prompt(role: str) -> str:
     return template.template
 
 
-def _from_llm(post: Post, kept: list[Shot], *, feedback: str, target_seconds: float) -> list[dict]:
+def _from_llm(
+    post: Post,
+    kept: list[Shot],
+    *,
+    feedback: str,
+    target_seconds: float,
+    on_usage: Callable[[Usage], object] | None = None,
+) -> list[dict]:
     artist = post.artist
     variables = {
         "artist_name": artist.stage_name,
@@ -166,13 +179,13 @@ def _from_llm(post: Post, kept: list[Shot], *, feedback: str, target_seconds: fl
     try:
         if post.source_content.strip():
             variables["analysis"] = client.chat(
-                [{"role": "user", "content": render(_prompt("analyst"), variables)}], json_mode=False
+                [{"role": "user", "content": render(_prompt("analyst"), variables)}], json_mode=False, on_usage=on_usage
             )
         messages = [
             {"role": "system", "content": render(_prompt("director"), variables)},
             {"role": "user", "content": render(_prompt("writer"), variables)},
         ]
-        raw = client.chat(messages)
+        raw = client.chat(messages, on_usage=on_usage)
         try:
             return parse_storyboard(raw, target_seconds=target_seconds)
         except StoryboardInvalid as error:
@@ -186,7 +199,7 @@ def _from_llm(post: Post, kept: list[Shot], *, feedback: str, target_seconds: fl
                     + ". Reply with the corrected JSON only.",
                 },
             ]
-            raw = client.chat(messages)
+            raw = client.chat(messages, on_usage=on_usage)
             try:
                 return parse_storyboard(raw, target_seconds=target_seconds)
             except StoryboardInvalid as again:

@@ -363,6 +363,28 @@ def test_jobs_filter_by_status_kind_and_subject_prefix(ops_api):
     assert detail["subject"] == "post.42/shot.1" and detail["outputs"] == []
 
 
+def test_a_job_shows_what_it_consumed_read_only(ops_api):
+    figures = {
+        "gpu_seconds": 12.5,
+        "queue_seconds": 3.25,
+        "wall_seconds": 20.0,
+        "audio_seconds": 0.0,
+        "llm_model": "",
+        "llm_prompt_tokens": 0,
+        "llm_completion_tokens": 0,
+    }
+    job = make_job(status=JobStatus.SUCCEEDED, **figures)
+    detail = ops_api.get(f"/api/v1/jobs/{job.pk}/").json()
+    assert {name: detail[name] for name in figures} == figures
+    listed = ops_api.get("/api/v1/jobs/").json()["results"]
+    assert [row["gpu_seconds"] for row in listed if row["id"] == job.pk] == [12.5]
+    llm = make_job(
+        kind="llm", template=None, llm_model="deepseek-chat", llm_prompt_tokens=900, llm_completion_tokens=300
+    )
+    body = ops_api.get(f"/api/v1/jobs/{llm.pk}/").json()
+    assert (body["llm_model"], body["llm_prompt_tokens"], body["llm_completion_tokens"]) == ("deepseek-chat", 900, 300)
+
+
 def test_jobs_are_a_404_for_everyone_but_ops(api, reviewer_api):
     job = make_job()
     for client in (api, reviewer_api):

@@ -222,6 +222,34 @@ def test_the_job_page_shows_params_outputs_with_thumbnails_and_the_event_trail(o
     assert f"&quot;sha256&quot;: &quot;{'ab' * 32}&quot;" in body  # how it was made (provenance)
 
 
+def test_the_job_page_shows_what_the_job_consumed_read_only(ops):
+    job = make_job(
+        status=JobStatus.SUCCEEDED,
+        gpu_seconds=12.75,
+        queue_seconds=3.5,
+        wall_seconds=20.25,
+        llm_model="deepseek-chat-v3",
+        llm_prompt_tokens=9876,
+        llm_completion_tokens=543,
+    )
+    response = login(ops).get(job_url(job))
+    assert response.status_code == 200
+    fieldsets = {name: options["fields"] for name, options in response.context["adminform"].fieldsets}
+    assert fieldsets["Usage"] == [
+        "gpu_seconds",
+        "queue_seconds",
+        "wall_seconds",
+        "audio_seconds",
+        "llm_model",
+        "llm_prompt_tokens",
+        "llm_completion_tokens",
+    ]
+    body = response.content.decode()
+    for shown in ("12.75", "3.5", "20.25", "deepseek-chat-v3", "9876", "543"):
+        assert shown in body
+    assert 'name="gpu_seconds"' not in body  # read-only: no input
+
+
 def test_a_job_output_thumbnail_is_served_to_a_logged_in_user(ops):
     output = make_job_output(job=make_job(status=JobStatus.SUCCEEDED))
     response = login(ops).get(output.file.url)

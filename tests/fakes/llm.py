@@ -89,6 +89,8 @@ class _Reply:
     message: str | None = None
     raw_body: str | None = None  # sent as is (a proxy's HTML page, a truncated body)
     drop: bool = False  # close the connection without an answer
+    model: str | None = None  # the model the answer names (default: the one asked for)
+    usage: dict | None | bool = True  # True: counted as DeepSeek does; a dict: sent as is; None: no usage block
 
 
 def _error_body(status: int, message: str | None = None) -> dict:
@@ -117,6 +119,7 @@ class FakeLLM(LoopThreadServer):
         self._script: deque[_Reply] = deque()
         self._log: list[RecordedRequest] = []
         self._ids = itertools.count(1)
+        self._answered: list[dict] = []
         super().__init__()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -139,9 +142,21 @@ class FakeLLM(LoopThreadServer):
         with self._lock:
             self._default = _Reply(content=content)
 
-    def reply(self, content: str | None, *, finish_reason: str = "stop") -> None:
-        """Queue one good answer. `finish_reason="length"` imitates output cut at max_tokens."""
-        self._push(_Reply(content=content, finish_reason=finish_reason))
+    def reply(
+        self,
+        content: str | None,
+        *,
+        finish_reason: str = "stop",
+        usage: dict | None | bool = True,
+        model: str | None = None,
+    ) -> None:
+        """Queue one good answer. `finish_reason="length"` imitates output cut at max_tokens.
+
+        `usage`: True counts tokens (words here) into a usage block shaped like DeepSeek's; a dict is sent
+        as the usage block as is; None leaves it out (some OpenAI-compatible servers do). `model`: the model
+        the answer names, as OpenAI names a dated snapshot for an alias (default: the one asked for).
+        """
+        self._push(_Reply(content=content, finish_reason=finish_reason, usage=usage, model=model))
 
     def reply_status(
         self,
@@ -189,6 +204,11 @@ class FakeLLM(LoopThreadServer):
     def completions(self) -> list[RecordedRequest]:
         """The chat-completion requests only."""
         return [r for r in self.requests() if r.path.endswith("/chat/completions")]
+
+    def answers(self) -> list[dict]:
+        """Every chat completion sent back (200s), oldest first: their `model` and `usage` for ledger asserts."""
+        with self._lock:
+            return list(self._answered)
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -249,7 +269,10 @@ class FakeLLM(LoopThreadServer):
             if reply.raw_body is not None:
                 return web.Response(status=reply.status, text=reply.raw_body, headers=headers)
             return web.json_response(_error_body(reply.status, reply.message), status=reply.status, headers=headers)
-        body = json.dumps(self._completion(recorded.json, reply), ensure_ascii=False)
+        completion = self._completion(recorded.json, reply)
+        with self._lock:
+            self._answered.append(completion)
+        body = json.dumps(completion, ensure_ascii=False)
         if not reply.trickle:
             return web.Response(text=body, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -281,13 +304,26 @@ class FakeLLM(LoopThreadServer):
         return None
 
     def _completion(self, payload: dict, reply: _Reply) -> dict:
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in payload["messages"] if isinstance(m, dict))
+        # Tokens counted as words (plus the few a chat template adds per message): not a tokenizer, but
+        # figures that grow with the text as a provider's do.
+        messages = [m for m in payload["messages"] if isinstance(m, dict)]
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) + 4 for m in messages)
         completion_tokens = len((reply.content or "").split())
-        return {
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            # DeepSeek splits the prompt into what its context cache held and what it did not.
+            "prompt_cache_hit_tokens": 0,
+            "prompt_cache_miss_tokens": prompt_tokens,
+        }
+        if reply.usage is not True:
+            usage = reply.usage
+        completion = {
             "id": f"chatcmpl-{uuid.uuid4()}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": payload["model"],
+            "model": reply.model or payload["model"],
             "choices": [
                 {
                     "index": 0,
@@ -296,10 +332,9 @@ class FakeLLM(LoopThreadServer):
                     "finish_reason": reply.finish_reason,
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": usage,
             "system_fingerprint": f"fp_fake_{next(self._ids)}",
         }
+        if usage is None:
+            del completion["usage"]
+        return completion

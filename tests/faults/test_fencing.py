@@ -74,9 +74,10 @@ def test_a_stopped_gpu_worker_that_wakes_after_a_take_over_writes_nothing_and_in
     assert [p.prompt_id for p in fake_comfyui.prompts_submitted()] == [prompt_id]
     assert job.worker_name == second.name and job.attempts == 1
     kinds = list(job.events.values_list("kind", flat=True))
-    # After the first worker woke up: only the second's output and success, one of each.
+    # After the first worker woke up: only the second's GPU time (the prompt once), output and success.
     assert kinds[: len(events_before)] == events_before
-    assert kinds[len(events_before) :] == ["output", "succeeded"], kinds
+    assert kinds[len(events_before) :] == ["usage", "output", "succeeded"], kinds
+    assert job.events.get(kind="usage").data["key"] == f"prompt:{prompt_id}" and job.gpu_seconds > 0
     assert kinds.count("started") == 1 and kinds.count("taken_over") == 1
     [output] = job.outputs.all()
     assert output.attempt == 1

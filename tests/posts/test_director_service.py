@@ -18,9 +18,10 @@ from factory.jobs import run_job
 from factory.models import Job, JobKind, JobStatus
 from factory.services import job_cancel
 from posts.director.jobs import run_director, storyboard_generate
+from posts.director.prompts import DEFAULTS
 from posts.director.service import DirectorFailed, write_storyboard
 from posts.director.timing import speaking_seconds
-from posts.models import PostEvent, PostStatus, ShotKind
+from posts.models import PostEvent, PostStatus, PromptTemplate, ShotKind
 from tests.factories import make_post, make_shot, make_user, png_bytes
 from tests.fakes.llm import FakeLLM
 
@@ -215,3 +216,68 @@ def test_a_director_run_taken_over_while_it_waited_writes_no_storyboard(storyboa
     storyboard.refresh_from_db()
     assert (storyboard.version, list(storyboard.shots.order_by("position").values_list("pk", "script"))) == before
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # cpu-b's, untouched
+
+
+# --- the cost ledger: what the director's LLM calls used ----------------------------------------------------
+
+
+def director_job(storyboard, django_capture_on_commit_callbacks) -> Job:
+    # The default prompts come from a data migration, which an earlier transactional test's flush removed.
+    for role, text in DEFAULTS.items():
+        PromptTemplate.objects.get_or_create(role=role, version=1, defaults={"template": text, "active": True})
+    with django_capture_on_commit_callbacks(execute=False):
+        return storyboard_generate(post_id=storyboard.pk, actor=make_user())
+
+
+@pytest.mark.django_db(transaction=True)  # run_job closes the connection between jobs, as a worker does
+def test_a_director_job_records_the_model_and_tokens_of_every_llm_call(
+    llm, storyboard, django_capture_on_commit_callbacks
+):
+    storyboard.source_content = "An article about bond prices when rates fall."  # so the analyst is asked first
+    storyboard.save()
+    llm.reply("Rates down, long bonds up.", model="deepseek-chat-v3")  # the analyst
+    llm.reply('{"shots": []}', model="deepseek-chat-v3")  # the writer: invalid, so one repair request
+    llm.reply(json.dumps(GOOD), model="deepseek-chat-v3")
+    job = director_job(storyboard, django_capture_on_commit_callbacks)
+
+    run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    answers = llm.answers()
+    assert len(answers) == 3
+    assert job.llm_model == "deepseek-chat-v3"  # the model that answered, not the alias asked for
+    assert job.llm_prompt_tokens == sum(a["usage"]["prompt_tokens"] for a in answers) > 0
+    assert job.llm_completion_tokens == sum(a["usage"]["completion_tokens"] for a in answers) > 0
+    assert job.gpu_seconds == 0 and job.wall_seconds > 0
+    assert job.events.filter(kind="usage").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_director_job_still_records_what_its_calls_used(llm, storyboard, django_capture_on_commit_callbacks):
+    llm.reply('{"shots": []}')
+    llm.reply("I cannot help with that.")
+    job = director_job(storyboard, django_capture_on_commit_callbacks)
+
+    run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    answers = llm.answers()
+    assert job.llm_prompt_tokens == sum(a["usage"]["prompt_tokens"] for a in answers) > 0
+    assert job.llm_completion_tokens == sum(a["usage"]["completion_tokens"] for a in answers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_without_usage_records_no_tokens_and_the_job_succeeds(
+    llm, storyboard, django_capture_on_commit_callbacks
+):
+    llm.reply(json.dumps(GOOD), usage=None)
+    job = director_job(storyboard, django_capture_on_commit_callbacks)
+
+    run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error_message
+    assert "usage" not in llm.answers()[0]
+    assert (job.llm_model, job.llm_prompt_tokens, job.llm_completion_tokens) == ("deepseek-chat", 0, 0)
