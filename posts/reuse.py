@@ -4,7 +4,7 @@ Two halves, both keyed by content, never by row ids or positions:
 
 - `storyboard_reuse`: when the director rewrites a post's unlocked shots, a new shot whose content (kind,
   script, visual prompt) equals an old unlocked shot's takes that old row instead: its voice, picture and
-  clip, their keys, its job links and trail stay, and so does its length when its voice set it.
+  clip, their keys, its job links, trail and length stay.
 - `made_assets`: the post's content cache, read once per production. A job of this post whose subject ends
   in `/<step>@<key>` made (or is making) exactly what any shot of the post with that key needs, whichever
   row asked for it: a shot deleted and added again by hand, or two identical shots, cost the GPU once.
@@ -32,8 +32,9 @@ def storyboard_reuse(*, old: list[Shot], new: list[Shot]) -> tuple[list[Shot], l
     """Match the director's `new` (unsaved) shots to the `old` unlocked rows they leave unchanged.
 
     Rule: exact equality of (kind, script, visual prompt); each old row is used once, the first unused one in
-    playing order. A matched slot gets the old row, which keeps its files, keys, jobs and status; its length is
-    the director's new one unless its voice set it (the voice's real length is what the render plays).
+    playing order. A matched slot gets the old row as it is: its files, keys, jobs, status and its length (set
+    by its voice, or the one its clip was made for; the director's figure for it is only an estimate, and
+    taking it would make a motion clip again because a neighbour's line got longer).
     Returns (the new storyboard with old rows in the matched slots, the old rows left to delete).
     """
     unused: dict[tuple, list[Shot]] = defaultdict(list)
@@ -45,10 +46,7 @@ def storyboard_reuse(*, old: list[Shot], new: list[Shot]) -> tuple[list[Shot], l
         if not candidates:
             result.append(shot)
             continue
-        row = candidates.pop(0)
-        if not row.voice_asset:
-            row.duration_seconds = shot.duration_seconds
-        result.append(row)
+        result.append(candidates.pop(0))
     reused = {shot.pk for shot in result if shot.pk}
     return result, [shot for shot in old if shot.pk not in reused]
 
