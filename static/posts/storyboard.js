@@ -699,7 +699,7 @@ function updateCard(card, shot, index, last, editable) {
   const speaking = running(shot.voice_job);
   card.revoice.disabled = !editable || speaking;
   card.revoice.textContent = speaking ? "Speaking…" : "New voice";
-  card.revoice.setAttribute("aria-label", `Make a new take of the voice of shot ${n}`);
+  card.revoice.setAttribute("aria-label", `New take of shot ${n}'s voice`);
   card.revoice.title = "A locked shot keeps its voice when the artist's voice changes: this makes a new take now.";
 
   // A role that may not edit shots (a reviewer) gets no edit controls at all, only the content.

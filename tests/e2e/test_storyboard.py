@@ -269,7 +269,7 @@ def test_a_locked_shot_with_a_voice_offers_a_new_take_and_queues_it(voice_server
     log_in(page, base, "producer")
     open_storyboard(page, base, post)
 
-    button = card(page, locked).get_by_role("button", name="Make a new take of the voice of shot 1")
+    button = card(page, locked).get_by_role("button", name="New take of shot 1's voice")
     expect(button).to_be_visible()
     expect(card(page, unlocked).locator(".revoice")).to_be_hidden()  # production re-voices an unlocked shot itself
     button.click()
