@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from factory.models import Job, JobKind, JobStatus
 from mcn_site.lib import roles
@@ -329,3 +331,29 @@ def test_a_new_take_is_refused_without_a_script_a_voice_server_or_an_editable_po
     with pytest.raises(ValidationError, match="cannot be edited"):
         pipeline.shot_revoice(shot_id=line.pk, actor=producer)
     assert not Job.objects.exists()
+
+
+def test_production_reads_the_posts_made_files_in_a_fixed_number_of_queries_whatever_its_length(
+    producer, tts_on, django_capture_on_commit_callbacks
+):
+    counts = []
+    for size in (2, 6):
+        post = make_post(artist=make_artist(members=[producer]), status=PostStatus.APPROVED)
+        for position in range(1, size + 1):
+            make_shot(post=post, position=position, script=f"Line {position}.")
+        for job in produce(post, producer, django_capture_on_commit_callbacks):
+            with django_capture_on_commit_callbacks(execute=True):
+                answer(job)
+        post.refresh_from_db()
+        with django_capture_on_commit_callbacks(execute=True):
+            answer(post.render_job, fail="stopped")
+        Shot.objects.filter(post=post).update(voice_asset="", voice_key="")  # as rows written anew would be
+        jobs_before = Job.objects.count()
+
+        with CaptureQueriesContext(connection) as queries:
+            pipeline.post_produce(post_id=post.pk, actor=producer)
+
+        counts.append(len(queries))
+        assert Job.objects.count() == jobs_before + 1  # the render only: every voice came from the post's jobs
+        assert all(shot.voice_asset for shot in post.shots.all())
+    assert counts[0] == counts[1], counts
