@@ -12,7 +12,7 @@ test: $(VENV)/.installed  ## the whole test suite
 	$(PY) scripts/dev.py test
 
 # Every benchmark at full size; each rewrites its table in docs/benchmarks.md (minutes: run on a quiet machine).
-BENCHES := realtime_layers factory_dispatch status_push storyboard_api render_assembly scheduler_tick approval_burst load_producers workflow_affinity
+BENCHES := realtime_layers factory_dispatch status_push storyboard_api render_assembly scheduler_tick approval_burst load_producers workflow_affinity review_round
 
 bench: $(VENV)/.installed  ## all benchmarks, full size, tables written to docs/benchmarks.md
 	set -e; for b in $(BENCHES); do echo "--- $$b"; $(PY) bench/$$b.py --write-docs; done

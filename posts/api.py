@@ -591,6 +591,20 @@ class ShotViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         tags=SHOTS,
+        summary="Make a new take of a shot's voice",
+        description="Queues the voice server again with the shot's script and the artist's voice as they are now. "
+        "The one way a locked shot's voice (and the length it sets) changes: production keeps a locked shot's voice "
+        "whatever else changed. The answer's `voice_job` is the queued job; progress comes over the post's socket.",
+        request=None,
+        responses={202: ShotDetailSerializer, **errors(400, 403, 404)},
+    )
+    def revoice(self, request, pk=None):
+        shot = self.get_object()
+        pipeline.shot_revoice(shot_id=shot.pk, actor=request.user)
+        return self._answer(shot.pk, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        tags=SHOTS,
         summary="Download a shot's picture",
         description="The picture or clip the render uses: the manual asset if there is one, else the generated one.",
         responses={
@@ -749,6 +763,7 @@ urlpatterns = [
         shots({"post": "upload_asset", "delete": "remove_asset"}, required_perms=CHANGE_SHOTS),
         name="shot-asset",
     ),
+    path("shots/<int:pk>/revoice", shots({"post": "revoice"}, required_perms=CHANGE_SHOTS), name="shot-revoice"),
     path("shots/<int:pk>/picture", shots({"get": "picture"}, content_negotiation_class=DOWNLOAD), name="shot-picture"),
     path("shots/<int:pk>/voice", shots({"get": "voice"}, content_negotiation_class=DOWNLOAD), name="shot-voice"),
     path("post-events/", PostEventViewSet.as_view({"get": "list"}), name="postevent-list"),

@@ -20,6 +20,12 @@ its upstream files: a new voice or still makes a new clip). A shot is produced a
 only when its key changes, so a retry resumes where production stopped and a rewritten
 storyboard re-produces only the shots whose inputs changed. The key travels in the job's
 subject: what a job makes is known from the job alone, even when its answer comes late.
+Nothing in a key or a seed comes from a row id or a position (issue 17): the seed is the post's and
+the shot's content, so a shot moved, rewritten back to the same words or added again keeps its files,
+and before queueing a step production asks the post's content cache (posts.reuse.made_assets): a job
+of this post that made, or is making, the same `<step>@<key>` serves every shot that needs it. A locked
+shot keeps the voice it has (and the length that voice set) until someone asks for a new one:
+shot_revoice.
 """
 
 import hashlib
@@ -52,6 +58,7 @@ from mcn_site.realtime import post_group, publish
 from posts import services, webhooks
 from posts.director.jobs import storyboard_subject
 from posts.models import ASPECT_SIZES, Post, PostEvent, PostStatus, Shot, ShotStatus, ShotWorkflow
+from posts.reuse import VIDEO_SUFFIXES, Made, made_assets, output_name
 from posts.workflows import workflow_parameters
 
 log = logging.getLogger(__name__)
@@ -67,7 +74,6 @@ SETTLED_FIELDS = [
 ]
 CLIP_STEPS = (ShotWorkflow.Step.AVATAR, ShotWorkflow.Step.MOTION)
 DEFAULT_CLIP_FPS = 25  # a video template whose manifest names no frame rate (InfiniteTalk's own rate)
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".webp")
 # A voice the TTS server returns longer than a shot may be (60 s) is cut there by the render.
 MAX_SHOT_SECONDS = Decimal("60")
 
@@ -87,6 +93,12 @@ def render_subject(post_id: int) -> str:
     return f"post.{post_id}/render"
 
 
+def shot_seed(shot: Shot) -> int:
+    """The shot's seed: from the post and the shot's content (kind, visual prompt, script), never its row id or
+    position, so the same shot written again (or moved) draws the same picture and keeps its key."""
+    return int(_digest("seed", shot.post_id, shot.kind, shot.visual_prompt, shot.script)[:8], 16)
+
+
 def shot_parameters(shot: Shot, declared: dict) -> dict:
     """What a shot template may ask for, limited to the placeholders it declares."""
     return {key: value for key, value in offered_parameters(shot).items() if key in declared}
@@ -103,7 +115,7 @@ def offered_parameters(shot: Shot, *, step: str = ShotWorkflow.Step.PICTURE, tem
     post, artist = shot.post, shot.post.artist
     wardrobe = (post.wardrobe.comfy_payload or {}) if post.wardrobe_id else {}
     width, height = ASPECT_SIZES[post.aspect_ratio]
-    seed = int(hashlib.sha256(f"{shot.pk}:{shot.visual_prompt}:{shot.script}".encode()).hexdigest()[:8], 16)
+    seed = shot_seed(shot)
     offered = {
         "PROMPT": shot.visual_prompt or shot.script,
         "SCRIPT": shot.script,
@@ -294,6 +306,38 @@ def shot_generate_picture(*, shot_id: int, actor) -> Shot:
     return shot
 
 
+@transaction.atomic
+def shot_revoice(*, shot_id: int, actor) -> Shot:
+    """Queue a new take of this shot's voice, locked or not: the one way a locked shot's voice changes.
+
+    Production keeps a locked shot's voice (and the length it set) whatever changed since; this asks the voice
+    server again with the shot's script and the artist's voice as they are now. When it lands, the new voice
+    sets the shot's length, and a locked shot's clip (cut to the old voice) is dropped to be made again.
+    """
+    shot = (
+        Shot.objects.select_for_update(of=("self",)).select_related("post__artist__voice", "voice_job").get(pk=shot_id)
+    )
+    services._ensure_editable(shot.post)
+    if not shot.script.strip():
+        raise ValidationError(f"Shot {shot.position} has no script: there is nothing to say.")
+    if not settings.COSYVOICE_URL:
+        raise ValidationError("No voice server is configured (COSYVOICE_URL): ops set one to make voices.")
+    if shot.voice_job is not None and shot.voice_job.status not in TERMINAL_STATUSES:
+        raise ValidationError(f"Shot {shot.position}'s voice is being made already.")
+    shot.voice_job = job_enqueue_task(
+        kind=JobKind.TTS,
+        params=voice_parameters(shot),
+        subject=shot_subject(shot, "voice", voice_key(shot)),
+        created_by=actor,
+    )
+    Shot.objects.filter(pk=shot.pk).update(voice_job=shot.voice_job, status=ShotStatus.PRODUCING, error="")
+    shot.status = ShotStatus.PRODUCING
+    services._record(
+        post=shot.post, kind=PostEvent.Kind.STORYBOARD, actor=actor, note=f"Shot {shot.position}: new voice queued"
+    )
+    return shot
+
+
 # --------------------------------------------------------------------------- the whole post
 
 
@@ -324,18 +368,23 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
     # Every job of every shot queued together: one INSERT for the rows, one Redis pipeline after
     # commit (bench B9: job by job, approving a post of 10 shots cost ~100 statements).
     workflows: dict[tuple[str, str], tuple | None] = {}
-    planned = [(shot, field, request) for shot in shots for field, request in _plan_shot(shot, workflows)]
-    jobs = jobs_enqueue(requests=[request for _, _, request in planned], created_by=actor)
-    for (shot, field, _), job in zip(planned, jobs, strict=True):
-        setattr(shot, field, job)
+    made = made_assets(post_id=post.pk)  # what this post's jobs made or are making, by step and key
+    # Two shots that need the same thing (same step and key) in this round share one job.
+    requests: dict[str, JobRequest] = {}
+    planned = []
+    for shot in shots:
+        for field, request in _plan_shot(shot, workflows, made):
+            planned.append((shot, field, requests.setdefault(_step_key(request.subject), request)))
+    jobs = dict(zip(requests, jobs_enqueue(requests=list(requests.values()), created_by=actor), strict=True))
+    for shot, field, request in planned:
+        setattr(shot, field, jobs[_step_key(request.subject)])
     now = timezone.now()
     for shot in shots:
         shot.error = ""
         shot.status = ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY
         shot.updated_at = now  # bulk_update does not touch auto_now fields
-    fields = ["job", "voice_job", "clip_job", "generated_clip", "clip_key", "error", "status", "updated_at"]
-    Shot.objects.bulk_update(shots, fields)
-    started = [job.pk for job in jobs]
+    Shot.objects.bulk_update(shots, ["job", "voice_job", *SETTLED_FIELDS])
+    started = [job.pk for job in jobs.values()]
     waiting = sum(_is_waiting(shot) for shot in shots)
     plan = f"{len(started)} job(s) queued for {len(shots)} shot(s)"
     if waiting:
@@ -346,19 +395,25 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
     return post
 
 
-def _plan_shot(shot: Shot, workflows: dict) -> list[tuple[str, JobRequest]]:
+def _plan_shot(shot: Shot, workflows: dict, made: dict[str, Made]) -> list[tuple[str, JobRequest]]:
     """What this shot lacks, as (the shot's job field, the job to queue); none when everything is in the cache.
 
     The clip (a video step) comes only once the voice and the picture are in: when they are still to be
     made, _shot_job_finished plans it as the last of them arrives. `workflows` remembers each (kind, step)
-    mapping for the rest of the post (two queries a kind and step, not a shot).
+    mapping for the rest of the post (two queries a kind and step, not a shot). A step the post's content
+    cache `made` holds is not queued: the shot takes its file, or waits for the job making it.
+    A locked shot keeps the voice it has whatever changed (the artist's voice, the sample rate): a new
+    take is asked for by hand (shot_revoice).
     """
     needs = []
     if shot.script.strip() and settings.COSYVOICE_URL:
         key = voice_key(shot)
         subject = shot_subject(shot, "voice", key)
-        if not (shot.voice_asset and shot.voice_key == key) and not _waiting_for(shot.voice_job, subject):
-            needs.append(("voice_job", JobRequest(kind=JobKind.TTS, params=voice_parameters(shot), subject=subject)))
+        kept = shot.voice_asset and (shot.voice_key == key or shot.locked)
+        if not kept and not _waiting_for(shot.voice_job, subject):
+            request = JobRequest(kind=JobKind.TTS, params=voice_parameters(shot), subject=subject)
+            if not _serve(shot, "voice_job", request, made):
+                needs.append(("voice_job", request))
     if not shot.manual_asset:
         if (shot.kind, ShotWorkflow.Step.PICTURE) not in workflows:
             workflows[shot.kind, ShotWorkflow.Step.PICTURE] = _step_workflow(shot, ShotWorkflow.Step.PICTURE)
@@ -370,12 +425,55 @@ def _plan_shot(shot: Shot, workflows: dict) -> list[tuple[str, JobRequest]]:
             subject = shot_subject(shot, "picture", key)
             kept = shot.generated_asset and (shot.picture_key == key or shot.locked)
             if not kept and not _waiting_for(shot.job, subject):
-                needs.append(("job", JobRequest(template=template, params=values, subject=subject)))
+                request = JobRequest(template=template, params=values, subject=subject)
+                if not _serve(shot, "job", request, made):
+                    needs.append(("job", request))
     if not needs and not _upstream_waiting(shot):
         clip = _clip_need(shot, workflows)
-        if clip is not None:
+        if clip is not None and not _serve(shot, *clip, made):
             needs.append(clip)
     return needs
+
+
+def _step_key(subject: str) -> str:
+    """ "post.4/shot.9/voice@3f2a..." -> "voice@3f2a...": what a shot job makes, whichever shot asked."""
+    return subject.rsplit("/", 1)[-1]
+
+
+def _serve(shot: Shot, field: str, request: JobRequest, made: dict[str, Made]) -> bool:
+    """Serve one step of `shot` from the post's content cache; False when the cache does not have it.
+
+    A job of this post made the same step with the same key (for this row or another: a shot deleted and
+    added again, a twin): the shot takes its file now. A job is still making it: the shot waits for that job,
+    which settles every shot waiting for it (_shot_job_finished).
+    """
+    step_key = _step_key(request.subject)
+    found = made.get(step_key)
+    if found is None:
+        return False
+    setattr(shot, field, found.job)
+    if found.name:
+        what, _, key = step_key.partition("@")
+        _take(shot, what, key, found.name)
+    return True
+
+
+def _take(shot: Shot, what: str, key: str, name: str) -> None:
+    """The shot takes the file `name`, made from inputs hashed as `key`, as its voice, picture or clip."""
+    if what == "voice":
+        replaced = bool(shot.voice_asset) and shot.voice_asset.name != name
+        shot.voice_asset.name, shot.voice_key = name, key
+        seconds = Decimal(str(_wav_seconds(shot.voice_asset.path))).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+        # The voice sets the shot's length: the picture is held for as long as the artist speaks.
+        shot.duration_seconds = min(max(seconds, Decimal("0.10")), MAX_SHOT_SECONDS)
+        if replaced and shot.locked:
+            # A locked shot re-voiced by hand: its clip was cut to the old voice (an avatar's lips, a motion's
+            # length). It goes, so the next production makes it again; a locked clip is never re-planned.
+            shot.generated_clip, shot.clip_key = "", ""
+    elif what == "picture":
+        shot.generated_asset.name, shot.picture_key = name, key
+    else:
+        shot.generated_clip.name, shot.clip_key = name, key
 
 
 def _upstream_waiting(shot: Shot) -> bool:
@@ -493,68 +591,68 @@ def _wav_seconds(path) -> float:
 def _shot_job_finished(*, post_id: int, shot_id: int, what: str, key: str, job_id: int, status: str, error) -> None:
     # Lock the post first: two shots finishing at once must not both think they were the last.
     post = Post.objects.select_for_update(of=("self",)).filter(pk=post_id).first()
-    shot = (
+    # Only a shot's current job may settle it: a late answer from an older job changes nothing. The job settles
+    # the shot it was queued for (shot_id) and every other shot of the post waiting for the same step and key
+    # (a twin, a shot added again: posts.reuse).
+    field = {"voice": "voice_job_id", "picture": "job_id"}.get(what, "clip_job_id")
+    shots = list(
         Shot.objects.select_for_update(of=("self",))
         .select_related("post__artist__voice", "post__wardrobe", "job", "voice_job", "clip_job")
-        .filter(pk=shot_id, post_id=post_id)
-        .first()
+        .filter(post_id=post_id, **{field: job_id})
+        .order_by("position")
     )
-    if post is None or shot is None:
+    if post is None or not shots:
         return
-    # Only the shot's current job may settle it: a late answer from an older job changes nothing.
-    field = {"voice": "voice_job_id", "picture": "job_id"}.get(what, "clip_job_id")
-    if getattr(shot, field) != job_id:
-        return
-    outputs = list(JobOutput.objects.filter(job_id=job_id).order_by("attempt", "node_id", "index"))
-    if what in CLIP_STEPS:
-        # A video workflow may also save a first-frame PNG (VHS_VideoCombine): the clip is the video.
-        outputs = [output for output in outputs if _is_video(output.file.name)] or outputs
-    output = outputs[-1] if outputs else None
-    problem = ""
-    if status == JobStatus.SUCCEEDED and output is not None:
-        if what == "voice":
-            shot.voice_asset.name, shot.voice_key = output.file.name, key
-            seconds = Decimal(str(_wav_seconds(output.file.path))).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
-            # The voice sets the shot's length: the picture is held for as long as the artist speaks.
-            shot.duration_seconds = min(max(seconds, Decimal("0.10")), MAX_SHOT_SECONDS)
-        elif what == "picture":
-            shot.generated_asset.name, shot.picture_key = output.file.name, key
-        else:
-            shot.generated_clip.name, shot.clip_key = output.file.name, key
-    else:
-        message = (error or {}).get("message") or "it finished without a file"
-        # "Shot 3 (B-roll), motion step, template wan22-i2v: ...": the shot, its kind, the step and the
-        # template (a voice has none), so a producer knows where to look and ops which workflow to fix.
-        template = Job.objects.filter(pk=job_id).values_list("template__name", flat=True).first() or ""
-        problem = f"{_describe_step(shot, what, template)}: {message}"
-        shot.error = problem
-    producing = post.status == PostStatus.RENDERING and not problem
-    if producing and what not in CLIP_STEPS and not _upstream_waiting(shot):
-        # The voice and the picture are in: the clip they feed (avatar, motion) is made now.
-        try:
-            clip = _clip_need(shot, {})
-        except ValidationError as unbound:
-            problem = shot.error = " ".join(unbound.messages)
-        else:
-            if clip is not None:
-                (shot.clip_job,) = jobs_enqueue(requests=[clip[1]], created_by=None)
-    shot.status = ShotStatus.FAILED if shot.error else (ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY)
-    shot.save(update_fields=SETTLED_FIELDS)
-    services._record(
-        post=post,
-        kind=PostEvent.Kind.STORYBOARD,
-        actor=None,
-        note=problem or f"Shot {shot.position}: {what} ready",
+    names = list(
+        JobOutput.objects.filter(job_id=job_id).order_by("attempt", "node_id", "index").values_list("file", flat=True)
     )
-    publish(
-        post_group(post_id),
-        "job.finished",
-        {"shot_id": shot_id, "job_id": job_id, "status": status, "error": error, "step": what},
-    )
+    name = output_name(names, step=what)
+    made: dict[str, Made] | None = None  # the content cache, read once the first clip is planned
+    problems = []
+    for shot in shots:
+        problem = ""
+        if status == JobStatus.SUCCEEDED and name:
+            _take(shot, what, key, name)
+        else:
+            message = (error or {}).get("message") or "it finished without a file"
+            # "Shot 3 (B-roll), motion step, template wan22-i2v: ...": the shot, its kind, the step and the
+            # template (a voice has none), so a producer knows where to look and ops which workflow to fix.
+            template = Job.objects.filter(pk=job_id).values_list("template__name", flat=True).first() or ""
+            problem = f"{_describe_step(shot, what, template)}: {message}"
+            shot.error = problem
+        producing = post.status == PostStatus.RENDERING and not problem
+        if producing and what not in CLIP_STEPS and not _upstream_waiting(shot):
+            # The voice and the picture are in: the clip they feed (avatar, motion) is made now.
+            try:
+                clip = _clip_need(shot, {})
+            except ValidationError as unbound:
+                problem = shot.error = " ".join(unbound.messages)
+            else:
+                made = made_assets(post_id=post_id) if made is None and clip is not None else made
+                if clip is not None and not _serve(shot, *clip, made):
+                    (shot.clip_job,) = jobs_enqueue(requests=[clip[1]], created_by=None)
+                    made[_step_key(clip[1].subject)] = Made(job=shot.clip_job)  # a twin next in line waits for it
+        shot.status = (
+            ShotStatus.FAILED if shot.error else (ShotStatus.PRODUCING if _is_waiting(shot) else ShotStatus.READY)
+        )
+        shot.save(update_fields=SETTLED_FIELDS)
+        services._record(
+            post=post,
+            kind=PostEvent.Kind.STORYBOARD,
+            actor=None,
+            note=problem or f"Shot {shot.position}: {what} ready",
+        )
+        publish(
+            post_group(post_id),
+            "job.finished",
+            {"shot_id": shot.pk, "job_id": job_id, "status": status, "error": error, "step": what},
+        )
+        if problem:
+            problems.append(problem)
     if post.status != PostStatus.RENDERING:
         return  # made for the page's button, or production already failed: the shot keeps it for next time
-    if problem:
-        _fail(post_id, problem)
+    if problems:
+        _fail(post_id, problems[0])
     elif not _post_waiting(post_id):
         _enqueue_render(post, None)
 

@@ -15,5 +15,6 @@ urlpatterns = [
     path("<int:post_id>/shots/<int:shot_id>/lock", views.shot_lock, name="shot-lock"),
     path("<int:post_id>/shots/<int:shot_id>/asset", views.shot_asset, name="shot-asset"),
     path("<int:post_id>/shots/<int:shot_id>/generate", views.shot_generate, name="shot-generate"),
+    path("<int:post_id>/shots/<int:shot_id>/revoice", views.shot_revoice, name="shot-revoice"),
     path("<int:post_id>/actions/<str:action>", views.post_action, name="action"),
 ]

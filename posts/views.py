@@ -280,3 +280,13 @@ def shot_generate(request, post, shot_id: int):
     if not Shot.objects.filter(post=post, pk=shot_id).exists():
         raise ValidationError("This shot is not part of the post any more.")
     pipeline.shot_generate_picture(shot_id=shot_id, actor=request.user)
+
+
+@require_POST
+@edit(SHOT_PERMS["change"])
+def shot_revoice(request, post, shot_id: int):
+    """Queue a new take of the shot's voice (the one way a locked shot's voice changes); progress comes over the
+    socket."""
+    if not Shot.objects.filter(post=post, pk=shot_id).exists():
+        raise ValidationError("This shot is not part of the post any more.")
+    pipeline.shot_revoice(shot_id=shot_id, actor=request.user)

@@ -2,6 +2,8 @@
 
 Locked shots, and shots with a manual asset, are sacred: they keep their row, text,
 duration and files exactly; the director writes only the other slots around them.
+A new shot the director writes exactly as an old unlocked one was (kind, script, visual prompt) takes
+that old row, with its voice, picture and clip (posts.reuse): a review round re-produces what changed.
 The storyboard is replaced all-or-nothing in one transaction.
 """
 
@@ -19,6 +21,7 @@ from posts.director.prompts import render
 from posts.director.schema import StoryboardInvalid, parse_storyboard
 from posts.director.timing import fit_durations, speaking_seconds
 from posts.models import Post, PostStatus, PromptTemplate, Shot
+from posts.reuse import storyboard_reuse
 from posts.services import StoryboardChange, post_transition, storyboard_apply
 
 TARGET_SECONDS = 30
@@ -125,6 +128,13 @@ def _replace(
         post = post_transition(
             post_id=post.pk, to_status=PostStatus.DRAFT, actor=actor, note=f"Rewrite from feedback: {feedback}"
         )
+    # The rows as they are now, locked: the LLM took a while, and a job may have landed on one meanwhile
+    # (the page's picture button); saving the copies read before it would lose its file.
+    rows = Shot.objects.select_for_update(of=("self",)).in_bulk([s.pk for s in shots])
+    kept = [rows[s.pk] for s in kept if s.pk in rows]
+    # New shots equal to old unlocked ones take those rows, files and all; the rest of the old ones go.
+    unlocked = [rows[s.pk] for s in shots if s.pk in rows and not _sacred(s)]
+    new_shots, deleted = storyboard_reuse(old=unlocked, new=new_shots)
     # Sacred shots stay at their positions while the new shots fill the other slots in order.
     slots = {s.position: s for s in kept}
     fresh = iter(new_shots)
@@ -137,7 +147,6 @@ def _replace(
             if shot is not None:
                 order.append(shot)
     order += list(fresh)
-    deleted = [s for s in shots if not _sacred(s)]
     post.refresh_from_db()
     return storyboard_apply(
         post=post, actor=actor, expected_version=post.version, change=StoryboardChange(shots=order, deleted=deleted)

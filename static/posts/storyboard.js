@@ -437,6 +437,8 @@ function buildCard(id) {
   card.jobError = h("p", { class: "job-error", role: "alert" });
   card.generate = h("button", { type: "button", class: "btn btn-primary btn-small generate", text: "Generate picture", onclick: () => generate(id) });
   card.genHint = h("span", { class: "gen-hint" });
+  // A locked shot keeps its voice whatever changes (issue 17): a new take is asked for here, by hand.
+  card.revoice = h("button", { type: "button", class: "btn btn-small revoice", text: "New voice", onclick: () => revoice(id) });
   card.drawnAsset = undefined;
   // The shot's voice: a player once it is in, a spinner while the voice server speaks it.
   card.voiceSpin = h("span", { class: "spinner", "aria-hidden": "true" });
@@ -476,7 +478,7 @@ function buildCard(id) {
       card.voice,
       card.clip,
       card.how,
-      h("div", { class: "gen-line" }, card.generate, card.genHint)));
+      h("div", { class: "gen-line" }, card.generate, card.revoice, card.genHint)));
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
   card.handle.addEventListener("dragstart", (event) => {
@@ -700,9 +702,16 @@ function updateCard(card, shot, index, last, editable) {
   card.genHint.textContent = !editable ? "" : shot.locked ? "Locked: unlock to generate" :
     shot.manual_asset ? "Uses the manual asset" : producing ? "" : shot.generated_asset ? "Makes a new picture" : "";
 
+  const speaking = running(shot.voice_job);
+  card.revoice.disabled = !editable || speaking;
+  card.revoice.textContent = speaking ? "Speaking…" : "New voice";
+  card.revoice.setAttribute("aria-label", `New take of shot ${n}'s voice`);
+  card.revoice.title = "A locked shot keeps its voice when the artist's voice changes: this makes a new take now.";
+
   // A role that may not edit shots (a reviewer) gets no edit controls at all, only the content.
   const reader = !state.post.can?.change_shots;
   for (const el of [card.handle, card.up, card.down, card.lock, card.upload, card.generate]) el.hidden = reader;
+  card.revoice.hidden = reader || !shot.locked || !shot.voice;
   if (reader) card.removeAsset.hidden = true;
 }
 
@@ -993,6 +1002,15 @@ function generate(id) {
   const card = cards.get(id);
   card.generate.disabled = true;
   enqueue(() => write("POST", `shots/${id}/generate`, { version: state.post.version }, { shotId: id })).finally(() => {
+    const shot = shotById(id);
+    if (shot) updateCard(card, shot, state.shots.indexOf(shot), state.shots.length - 1, editableFor(state.post));
+  });
+}
+
+function revoice(id) {
+  const card = cards.get(id);
+  card.revoice.disabled = true;
+  enqueue(() => write("POST", `shots/${id}/revoice`, { version: state.post.version }, { shotId: id })).finally(() => {
     const shot = shotById(id);
     if (shot) updateCard(card, shot, state.shots.indexOf(shot), state.shots.length - 1, editableFor(state.post));
   });

@@ -66,6 +66,7 @@ PAGES: dict[tuple[str, str], dict[str, str | int]] = {
     ("POST", "posts/<int:post_id>/shots/<int:shot_id>/lock"): MEMBER_EDITORS,
     ("POST", "posts/<int:post_id>/shots/<int:shot_id>/asset"): MEMBER_EDITORS,
     ("POST", "posts/<int:post_id>/shots/<int:shot_id>/generate"): MEMBER_EDITORS,
+    ("POST", "posts/<int:post_id>/shots/<int:shot_id>/revoice"): MEMBER_EDITORS,
     ("POST", "posts/<int:post_id>/actions/<str:action>"): MEMBER_EDITORS,  # action=generate; all: ACTIONS
     # schedules.views
     ("GET", "schedules/"): SIGNED_IN,

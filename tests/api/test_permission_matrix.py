@@ -99,6 +99,7 @@ MATRIX: dict[tuple[str, str], dict[str, str | int]] = {
     ("POST", f"{PREFIX}shots/{{pk}}/unlock"): MEMBER_PRODUCERS,
     ("POST", f"{PREFIX}shots/{{pk}}/asset"): MEMBER_PRODUCERS,
     ("DELETE", f"{PREFIX}shots/{{pk}}/asset"): MEMBER_PRODUCERS,
+    ("POST", f"{PREFIX}shots/{{pk}}/revoice"): MEMBER_PRODUCERS,  # a new take of the voice: posts.change_shot
     ("GET", f"{PREFIX}post-events/"): EVERYONE,
     # downloads (posts.api): the files of a post of the members' artist
     ("GET", f"{PREFIX}posts/{{pk}}/video"): MEMBERS_READ,

@@ -123,6 +123,23 @@ def test_shot_create_update_lock_reorder_delete(api, artist):
     assert list(Shot.objects.filter(post=post).values_list("pk", "position")) == [(shot["id"], 1)]
 
 
+def test_revoice_queues_a_new_take_of_a_locked_shots_voice(api, artist, settings):
+    settings.COSYVOICE_URL = "http://127.0.0.1:9"  # queued only, never sent
+    post = make_post(artist=artist, shots=1)
+    shot = post.shots.get()
+    Shot.objects.filter(pk=shot.pk).update(locked=True)
+
+    response = api.post(f"/api/v1/shots/{shot.pk}/revoice", format="json")
+
+    assert response.status_code == 202, response.content
+    job = Job.objects.get()
+    assert (job.kind, job.status, response.json()["voice_job"]) == (JobKind.TTS, JobStatus.QUEUED, job.pk)
+    assert job.subject.startswith(f"post.{post.pk}/shot.{shot.pk}/voice@")
+    again = api.post(f"/api/v1/shots/{shot.pk}/revoice", format="json")
+    assert again.status_code == 400 and "being made already" in again.json()["error"]["message"]
+    assert Job.objects.count() == 1
+
+
 def test_a_foreign_shot_is_404(api):
     shot = make_shot(post=make_post(artist=make_artist()), position=1)
     assert api.patch(f"/api/v1/shots/{shot.pk}/", {"script": "x", "version": 1}, format="json").status_code == 404

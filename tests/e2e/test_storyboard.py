@@ -260,6 +260,37 @@ def test_a_shot_picture_job_shows_its_progress_and_its_picture_arrives_live(
     screenshot(page, "provenance", clip=_clip_around(shot))
 
 
+@pytest.fixture
+def voice_server_env(monkeypatch):
+    """A voice server for the web server to queue voices for (nothing listens: no worker runs here). Requested
+    before `demo`, so the server process starts with it."""
+    monkeypatch.setenv("COSYVOICE_URL", "http://127.0.0.1:9")
+
+
+def test_a_locked_shot_with_a_voice_offers_a_new_take_and_queues_it(voice_server_env, demo, asgi_server, page):
+    from factory.models import Job, JobKind
+    from tests.factories import make_media_file, wav_bytes
+
+    base, post = asgi_server.url, demo
+    locked = post.shots.get(position=1)
+    unlocked = post.shots.filter(locked=False, kind=ShotKind.A_ROLL).first() or post.shots.get(position=2)
+    for shot in (locked, unlocked):
+        voice = make_media_file(f"shots/voice/demo-{shot.pk}.wav", wav_bytes(1.0, rate=24000))
+        Shot.objects.filter(pk=shot.pk).update(voice_asset=voice)
+
+    log_in(page, base, "producer")
+    open_storyboard(page, base, post)
+
+    button = card(page, locked).get_by_role("button", name="New take of shot 1's voice")
+    expect(button).to_be_visible()
+    expect(card(page, unlocked).locator(".revoice")).to_be_hidden()  # production re-voices an unlocked shot itself
+    button.click()
+    expect(button).to_have_text("Speaking…")
+    expect(card(page, locked).locator(".voice-state")).to_have_text("Voice: waiting for the voice server…")
+    job = Job.objects.get(subject__startswith=f"post.{post.pk}/shot.{locked.pk}/voice@")
+    assert job.kind == JobKind.TTS and job.params["text"] == locked.script
+
+
 def _clip_around(locator) -> dict:
     locator.scroll_into_view_if_needed()
     box = locator.bounding_box()

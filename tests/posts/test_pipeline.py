@@ -139,10 +139,16 @@ def test_the_seed_is_stable_for_the_same_shot_content_and_changes_with_the_promp
     assert changed != first
 
 
-def test_two_shots_with_the_same_words_get_different_seeds(shot):
+def test_the_seed_comes_from_the_post_and_the_content_never_the_row_or_its_position(shot):
+    # Issue 17: a shot written again (a new row) or moved draws the same picture; another post draws its own.
     twin = make_shot(post=shot.post, position=2, script=shot.script, visual_prompt=shot.visual_prompt)
+    elsewhere = make_shot(post=make_post(), position=1, script=shot.script, visual_prompt=shot.visual_prompt)
+    seed = pipeline.shot_parameters(shot, DECLARED)["SEED"]
 
-    assert pipeline.shot_parameters(twin, DECLARED)["SEED"] != pipeline.shot_parameters(shot, DECLARED)["SEED"]
+    assert pipeline.shot_parameters(twin, DECLARED)["SEED"] == seed
+    assert pipeline.shot_parameters(elsewhere, DECLARED)["SEED"] != seed
+    twin.kind = "b_roll"
+    assert pipeline.shot_parameters(twin, DECLARED)["SEED"] != seed
 
 
 # --- shot_generate_picture -------------------------------------------------------------------

@@ -91,9 +91,13 @@ def test_an_approved_six_shot_post_becomes_a_playable_mp4_with_voice_pictures_an
 
     wait_for(lambda: settled(post), timeout=240, what="the post to be rendered")
     assert post.status == PostStatus.DONE, post.failure
-    # One voice per spoken shot, one picture per shot without its own (4: three A-roll + two B-roll - none manual).
+    # One voice per spoken shot; one picture per distinct set of picture inputs (issue 17: a post makes the same
+    # thing once): the A-roll template takes only the face, so its three shots share one picture, and the
+    # B-roll template only the frame size, so its two share another. The job settled every shot waiting for it.
     assert len(fake_cosyvoice.requests()) == 3
-    assert Job.objects.filter(kind=JobKind.COMFYUI).count() == 5
+    assert Job.objects.filter(kind=JobKind.COMFYUI).count() == 2
+    pictures = post.shots.exclude(kind=ShotKind.PRODUCT).values_list("kind", "generated_asset")
+    assert len({name for _, name in pictures}) == 2 and all(name for _, name in pictures)
     shots = list(post.shots.order_by("position"))
     for shot in shots:
         if shot.script:
@@ -298,7 +302,15 @@ def test_a_failed_motion_step_names_shot_kind_step_and_template_and_retry_redoes
     assert post.failure.startswith("Shot 2 (B-roll), motion step, template motion_preview: "), post.failure
     assert "Allocation on device failed" in post.failure
     comfy = Job.objects.filter(kind=JobKind.COMFYUI)
-    wait_for(lambda: not comfy.exclude(status__in=TERMINAL_STATUSES).exists(), timeout=120, what="the avatars")
+
+    def avatars_in() -> bool:
+        # Every avatar finished, and each one that succeeded is on its shot: a job is marked succeeded a moment
+        # before its shot takes the file, and the retry would take a made one from the post's jobs (issue 17).
+        made = comfy.filter(subject__contains="/avatar@", status=JobStatus.SUCCEEDED).values_list("pk", flat=True)
+        landed = post.shots.exclude(generated_clip="").values_list("clip_job_id", flat=True)
+        return not comfy.exclude(status__in=TERMINAL_STATUSES).exists() and set(made) <= set(landed)
+
+    wait_for(avatars_in, timeout=120, what="the avatars")
     before = {job.pk for job in Job.objects.all()}
     # An avatar whose voice came in after the post had failed was never queued: it is missing too.
     unmade = post.shots.filter(kind=ShotKind.A_ROLL, generated_clip="").count()

@@ -27,7 +27,7 @@ from tests.posts.test_consumers import communicator, session_cookie
 
 pytestmark = pytest.mark.django_db
 
-ENDPOINTS = ["state", "create", "update", "delete", "reorder", "lock", "asset", "generate", "action"]
+ENDPOINTS = ["state", "create", "update", "delete", "reorder", "lock", "asset", "generate", "revoice", "action"]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -61,6 +61,8 @@ def call(client: Client, endpoint: str, post: Post, *, version: int = 1):
         return client.post(url(post, f"shots/{first.pk}/asset"), {"version": version, "file": png_upload()})
     if endpoint == "generate":
         return post_json(client, url(post, f"shots/{first.pk}/generate"), {})
+    if endpoint == "revoice":
+        return post_json(client, url(post, f"shots/{first.pk}/revoice"), {})
     if endpoint == "action":
         return post_json(client, url(post, "actions/review"), {"version": version})
     raise AssertionError(endpoint)
@@ -135,7 +137,7 @@ def test_a_producer_who_is_not_a_member_gets_404_and_changes_nothing(endpoint, p
     assert snapshot(post) == before
 
 
-@pytest.mark.parametrize("endpoint", ["update", "delete", "lock", "asset", "generate"])
+@pytest.mark.parametrize("endpoint", ["update", "delete", "lock", "asset", "generate", "revoice"])
 def test_a_member_cannot_reach_another_posts_shot_through_their_own_post(endpoint, producer, member):
     mine = make_post(artist=make_artist(members=[producer]), shots=1)
     foreign = make_post(shots=1)
@@ -148,6 +150,7 @@ def test_a_member_cannot_reach_another_posts_shot_through_their_own_post(endpoin
         "lock": f"shots/{theirs.pk}/lock",
         "asset": f"shots/{theirs.pk}/asset",
         "generate": f"shots/{theirs.pk}/generate",
+        "revoice": f"shots/{theirs.pk}/revoice",
     }[endpoint]
     data = {"version": 1, "script": "Hijacked.", "locked": True}
     if endpoint == "asset":
@@ -170,6 +173,7 @@ def test_a_member_cannot_reach_another_posts_shot_through_their_own_post(endpoin
         ("lock", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
         ("asset", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
         ("generate", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
+        ("revoice", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
         ("director", "Your role may not edit storyboards (shots, locks, order, assets, the director)."),
     ],
 )
@@ -425,6 +429,31 @@ def test_a_member_queues_a_shots_picture(post, member, django_capture_on_commit_
     # Queuing a picture is not an edit of the storyboard: it does not take the editors' version.
     assert state["post"]["version"] == 1
     assert post.events.get().note == "Shot 1: picture queued"
+
+
+def test_a_member_queues_a_new_take_of_a_shots_voice(post, member, settings):
+    settings.COSYVOICE_URL = "http://127.0.0.1:9"  # queued only, never sent
+    shot = post.shots.get(position=1)
+    Shot.objects.filter(pk=shot.pk).update(locked=True)  # what the page offers it for: a locked shot
+
+    response = post_json(member, url(post, f"shots/{shot.pk}/revoice"), {})
+
+    assert response.status_code == 200, response.content
+    job = Job.objects.get()
+    assert response.json()["shots"][0]["voice_job"]["id"] == job.pk
+    assert job.subject.startswith(f"post.{post.pk}/shot.{shot.pk}/voice@")
+    assert post.events.get().note == "Shot 1: new voice queued"
+
+
+def test_revoice_without_a_voice_server_says_so(post, member, settings):
+    settings.COSYVOICE_URL = ""
+    shot = post.shots.get(position=1)
+
+    response = post_json(member, url(post, f"shots/{shot.pk}/revoice"), {})
+
+    assert response.status_code == 400
+    assert "No voice server is configured" in response.json()["error"]
+    assert not Job.objects.exists()
 
 
 def test_generate_without_a_workflow_for_the_kind_tells_ops_where_to_set_it(post, member):
