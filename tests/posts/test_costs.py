@@ -12,6 +12,7 @@ from factory.costs import job_cost
 from factory.models import Job, JobKind, JobStatus, Rate, RateKind, WorkflowTemplate
 from factory.services import job_cancel, job_payload, job_retry
 from factory.signals import job_changed
+from mcn_site.lib import roles
 from mcn_site.lib.months import month_of, parse_month
 from posts.costs import (
     artist_costs,
@@ -24,7 +25,7 @@ from posts.costs import (
     totals_by_artist_month,
 )
 from posts.models import CostEntry, PostStatus
-from tests.factories import make_artist, make_job, make_post, make_shot_workflow, make_template
+from tests.factories import make_artist, make_job, make_post, make_shot_workflow, make_template, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -312,3 +313,84 @@ def test_a_rewrite_is_estimated_at_the_directors_average_llm_cost(settings):
     assert estimate_rewrite()["total"] == "0.0040"
     settings.LLM_API_KEY = ""
     assert estimate_rewrite()["lines"][0]["basis"] == "offline director"
+
+
+# --- the storyboard page, the API, /metrics ---------------------------------------------------------
+
+
+def test_the_storyboard_page_shows_what_the_post_cost_per_shot_and_about_what_approving_costs(settings):
+    from tests.posts.test_views import logged_in
+
+    settings.COSYVOICE_URL = ""
+    producer = make_user(role=roles.PRODUCER)
+    post = make_post(artist=make_artist(members=[producer]), shots=2, status=PostStatus.REVIEW)
+    one = post.shots.order_by("position").first()
+    make_shot_workflow(kind="a_roll", template_name="still-page")
+    template = WorkflowTemplate.objects.get(name="still-page")
+    rate(RateKind.GPU_HOUR, "3.60")
+    rate(RateKind.LLM_PROMPT, "1.00")
+    announce(finished(f"post.{post.pk}/shot.{one.pk}/picture@0123456789abcdef", template=template, gpu_seconds=1000))
+    announce(finished(f"post.{post.pk}/storyboard", kind=JobKind.LLM, llm_prompt_tokens=250_000))
+
+    page = logged_in(producer).get(f"/posts/{post.pk}/")
+
+    assert page.status_code == 200
+    costs = page.context["state"]["costs"]
+    assert (costs["spent"]["total"], costs["spent"]["gpu"], costs["spent"]["llm"]) == ("1.2500", "1.0000", "0.2500")
+    assert costs["spent_display"] == "USD 1.25"
+    assert costs["shots"] == {str(one.pk): "1.0000"}
+    # Approving makes both shots' pictures (the stored one has no key yet) at the step's average, 1.00 each.
+    assert (costs["estimate"]["action"], costs["estimate"]["display"]) == ("produce", "about USD 2.00")
+    assert b'"spent_display": "USD 1.25"' in page.content  # in the page's JSON state, drawn by storyboard.js
+
+
+def test_the_artist_costs_api_gives_a_month_to_members_and_refuses_a_bad_month():
+    from tests.api.conftest import token_client
+
+    producer = make_user(role=roles.PRODUCER)
+    artist = make_artist(members=[producer], monthly_budget=Decimal("10"))
+    post = make_post(artist=artist)
+    rate(RateKind.GPU_HOUR, "3.60")
+    announce(finished(f"post.{post.pk}/render", gpu_seconds=3600))
+    api = token_client(producer)
+
+    answer = api.get(f"/api/v1/artists/{artist.pk}/costs", {"month": month_of()})
+    bad = api.get(f"/api/v1/artists/{artist.pk}/costs", {"month": "2026-13"})
+    foreign = api.get(f"/api/v1/artists/{make_artist().pk}/costs")
+    detail = api.get(f"/api/v1/posts/{post.pk}/")
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["month"], body["currency"], body["total"], body["gpu"], body["jobs"]) == (
+        month_of(),
+        "USD",
+        "3.6000",
+        "3.6000",
+        1,
+    )
+    assert body["budget"]["state"] == "ok" and body["budget"]["budget"] == "10.0000"
+    assert body["posts"] == [{"post": post.pk, "title": post.title, "total": "3.6000"}]
+    assert bad.status_code == 400 and "YYYY-MM" in bad.json()["error"]["message"]
+    assert foreign.status_code == 404
+    assert detail.json()["cost"]["total"] == "3.6000"
+
+
+def test_metrics_export_the_ledgers_totals_per_artist_month_kind_and_gpu_seconds_per_pool(client, settings):
+    from tests.test_health import samples
+
+    settings.MCN_METRICS_TOKEN = "metrics-token-for-tests"
+    artist = make_artist(slug="lin-yue", monthly_budget=Decimal("8"))
+    post = make_post(artist=artist)
+    rate(RateKind.GPU_HOUR, "3.60")
+    rate(RateKind.LLM_PROMPT, "1.00")
+    announce(finished(f"post.{post.pk}/render", template=make_template(gpu_pool="video"), gpu_seconds=3600))
+    announce(finished(f"post.{post.pk}/storyboard", kind=JobKind.LLM, llm_prompt_tokens=400_000))
+
+    response = client.get("/metrics", headers={"authorization": "Bearer metrics-token-for-tests"})
+
+    found = samples(response.content.decode())
+    assert found[("mcn_cost_total", (("artist", "lin-yue"), ("kind", "gpu")))] == 3.6
+    assert found[("mcn_cost_total", (("artist", "lin-yue"), ("kind", "llm")))] == 0.4
+    assert found[("mcn_cost_month_total", (("artist", "lin-yue"), ("kind", "gpu"), ("month", month_of())))] == 3.6
+    assert found[("mcn_gpu_seconds_total", (("pool", "video"),))] == 3600
+    assert found[("mcn_budget_used_ratio", (("artist", "lin-yue"),))] == 0.5
