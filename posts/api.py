@@ -43,7 +43,7 @@ from mcn_site.lib.api import (
     idempotent,
 )
 from mcn_site.lib.downloads import media_response
-from mcn_site.lib.months import month_of, parse_month
+from mcn_site.lib.months import MONTH_PATTERN, month_of, parse_month
 from posts import pipeline, services
 from posts.costs import COST_PERMS, artist_costs, post_cost
 from posts.director.jobs import storyboard_generate
@@ -727,7 +727,9 @@ class ArtistCostsView(generics.GenericAPIView):
         summary="An artist's costs in a month",
         description="Every finished job that worked for the artist's posts, priced at the rates valid when it "
         "finished. `month` is YYYY-MM (default: this month). Another team's artist is a 404.",
-        parameters=[OpenApiParameter("month", str, description="YYYY-MM (default: the current month).")],
+        parameters=[
+            OpenApiParameter("month", str, pattern=MONTH_PATTERN, description="YYYY-MM (default: the current month).")
+        ],
         responses={200: ArtistCostsSerializer, **errors(400, 403, 404)},
     )
     def get(self, request, pk: int):

@@ -147,9 +147,15 @@ def _sums(queryset) -> dict:
     return totals
 
 
+SUMMED = (*AMOUNT_FIELDS, "gpu_seconds", "prompt_tokens", "completion_tokens", "jobs")
+
+
 def totals(queryset) -> dict:
     """The sums of some ledger rows, as plain JSON: amounts as strings, seconds and tokens as numbers."""
-    sums = _sums(queryset)
+    return _as_totals(_sums(queryset))
+
+
+def _as_totals(sums: dict) -> dict:
     return {
         "currency": settings.MCN_CURRENCY,
         "total": _amount(sums["amount"]),
@@ -395,7 +401,20 @@ def storyboard_costs(*, post: Post, user) -> dict | None:
     estimate. None for a user whose role does not see costs."""
     if not (user and user.is_authenticated and user.has_perms(COST_PERMS)):
         return None
-    spent = post_cost(post_id=post.pk)
+    # One grouped query gives both: the post's sums (every row) and each shot's (rows with a shot).
+    rows = list(
+        CostEntry.objects.filter(post_id=post.pk)
+        .values("shot_id")
+        .annotate(
+            **{name: Coalesce(Sum(name), ZERO) for name in AMOUNT_FIELDS},
+            gpu_seconds=Coalesce(Sum("gpu_seconds"), 0.0),
+            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+            completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+            jobs=Count("pk"),
+        )
+        .order_by()
+    )
+    spent = _as_totals({key: sum((row[key] for row in rows), ZERO if key in AMOUNT_FIELDS else 0) for key in SUMMED})
     estimate = None
     if post.status in (PostStatus.REVIEW, PostStatus.APPROVED, PostStatus.FAILED):
         estimate = {"action": "produce", **(estimate_production(post=post) or {"total": None, "display": ""})}
@@ -404,7 +423,7 @@ def storyboard_costs(*, post: Post, user) -> dict | None:
     return {
         "spent": spent,
         "spent_display": money(Decimal(spent["total"])),
-        "shots": {str(shot_id): _amount(total) for shot_id, total in shot_costs(post_id=post.pk).items()},
+        "shots": {str(row["shot_id"]): _amount(row["amount"]) for row in rows if row["shot_id"] is not None},
         "budget": budget_status(artist=post.artist),
         "estimate": estimate,
     }

@@ -6,7 +6,8 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH_PATTERN = r"^(19[7-9]\d|[2-9]\d{3})-(0[1-9]|1[0-2])$"  # 1970-01 to 9999-12 (also in the API schema)
+MONTH_RE = re.compile(MONTH_PATTERN)
 
 
 def month_of(instant: datetime | None = None) -> str:
@@ -17,6 +18,6 @@ def month_of(instant: datetime | None = None) -> str:
 def parse_month(text: str) -> str:
     """A "YYYY-MM" month as given, or ValidationError naming the expected shape."""
     text = (text or "").strip()
-    if not MONTH_RE.fullmatch(text) or text < "1970-01":
+    if not MONTH_RE.fullmatch(text):
         raise ValidationError({"month": f"Give a month as YYYY-MM, e.g. {month_of()} (got “{text[:20]}”)."})
     return text
