@@ -394,3 +394,28 @@ def test_metrics_export_the_ledgers_totals_per_artist_month_kind_and_gpu_seconds
     assert found[("mcn_cost_month_total", (("artist", "lin-yue"), ("kind", "gpu"), ("month", month_of())))] == 3.6
     assert found[("mcn_gpu_seconds_total", (("pool", "video"),))] == 3600
     assert found[("mcn_budget_used_ratio", (("artist", "lin-yue"),))] == 0.5
+
+
+def test_the_ledger_admin_totals_per_artist_and_month_and_a_producer_sees_only_their_artists():
+    from django.urls import reverse
+
+    from tests.posts.test_views import logged_in
+
+    producer = make_user(role=roles.PRODUCER)
+    mine = make_artist(members=[producer], stage_name="Lin Yue")
+    theirs = make_artist(stage_name="Other Team")
+    rate(RateKind.GPU_HOUR, "3.60")
+    for artist, seconds in ((mine, 1000), (mine, 2000), (theirs, 3600)):
+        post = make_post(artist=artist)
+        announce(finished(f"post.{post.pk}/render", gpu_seconds=seconds))
+    changelist = reverse("admin:posts_costentry_changelist")
+
+    ops_page = logged_in(make_user(role=roles.OPS)).get(changelist)
+    producer_page = logged_in(producer).get(changelist)
+
+    by_artist = {row["artist__stage_name"]: row["amount"] for row in ops_page.context["cost_totals"]}
+    assert by_artist == {"Lin Yue": Decimal("3"), "Other Team": Decimal("3.6")}
+    assert ops_page.context["cost_grand"]["total"] == "6.6000"
+    assert [row["artist__stage_name"] for row in producer_page.context["cost_totals"]] == ["Lin Yue"]
+    assert producer_page.context["cost_grand"]["total"] == "3.0000"
+    assert "Other Team" not in producer_page.content.decode()
