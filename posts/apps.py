@@ -13,9 +13,10 @@ class PostsConfig(AppConfig):
         from posts.pipeline import on_job_changed
         from posts.webhooks import on_job_changed as webhooks_on_job_changed
 
+        # Finished jobs made for a post are priced into the cost ledger first, so the page's re-read on the
+        # pipeline's job.finished shows their cost (posts.costs swallows its own failures: production goes on).
+        job_changed.connect(costs_on_job_changed, dispatch_uid="posts.costs.on_job_changed")
         # Factory jobs made for a post (post.<id>/...) update its shots, its status and its page.
         job_changed.connect(on_job_changed, dispatch_uid="posts.pipeline.on_job_changed")
         # Ending jobs become job.finished / job.failed webhook events.
         job_changed.connect(webhooks_on_job_changed, dispatch_uid="posts.webhooks.on_job_changed")
-        # Finished jobs made for a post are priced into the cost ledger (last: it never changes what they did).
-        job_changed.connect(costs_on_job_changed, dispatch_uid="posts.costs.on_job_changed")

@@ -122,10 +122,18 @@ def _note_budget_warning(*, artist_id: int, month: str, post_id: int) -> None:
 
 
 def on_job_changed(sender, *, job_id, subject, status, event, **kwargs) -> None:
-    """factory.signals.job_changed receiver: a post's job that reached a terminal status is priced."""
+    """factory.signals.job_changed receiver: a post's job that reached a terminal status is priced.
+
+    Connected before the pipeline's receiver, so the page's re-read on job.finished already sees the job's
+    cost. A failure here is logged and swallowed: the ledger must never stop production (the receivers after
+    it would not run).
+    """
     if event != "status" or status not in TERMINAL_STATUSES or not SUBJECT_RE.match(subject or ""):
         return
-    cost_record(job_id=job_id)
+    try:
+        cost_record(job_id=job_id)
+    except Exception:
+        log.exception("could not price job %s into the cost ledger", job_id)
 
 
 # --------------------------------------------------------------------------- sums (selectors)

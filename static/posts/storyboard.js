@@ -1270,7 +1270,7 @@ function onEvent(message) {
       }
       break;
     }
-    case "job.finished":
+    case "job.finished": // its cost is in the ledger by now (posts.costs runs before the pipeline's receiver)
       refresh();
       break;
     default:
