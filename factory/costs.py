@@ -45,8 +45,10 @@ def _decimal(value) -> Decimal:
 
 
 def rate_at(kind: str, *, at: datetime, pool: str = "", model: str = "") -> Decimal:
-    """The price of `kind` valid at `at`: the row of this pool or model, else the default row; 0 when none."""
-    rates = Rate.objects.filter(kind=kind, valid_from__lte=at).order_by("-valid_from")
+    """The price of `kind` valid at `at` in MCN_CURRENCY: the row of this pool or model, else the default row;
+    0 when none."""
+    # Rates of another currency (entered before MCN_CURRENCY changed) are not summed with these.
+    rates = Rate.objects.filter(kind=kind, valid_from__lte=at, currency=settings.MCN_CURRENCY).order_by("-valid_from")
     own = pool or model
     if own:
         price = rates.filter(pool=pool, model=model).values_list("price", flat=True).first()

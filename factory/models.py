@@ -350,7 +350,9 @@ class Rate(models.Model):
     class Meta:
         ordering = ["kind", "pool", "model", "-valid_from"]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "pool", "model", "valid_from"], name="rate_unique_from"),
+            models.UniqueConstraint(
+                fields=["kind", "pool", "model", "currency", "valid_from"], name="rate_unique_from"
+            ),
             models.CheckConstraint(condition=Q(kind__in=RateKind.values), name="rate_kind_valid"),
             models.CheckConstraint(condition=Q(price__gte=0), name="rate_price_not_negative"),
             # A pool only prices GPU hours, a model only LLM tokens.

@@ -88,7 +88,9 @@ class Migration(migrations.Migration):
                 "ordering": ["kind", "pool", "model", "-valid_from"],
                 "indexes": [models.Index(fields=["kind", "valid_from"], name="rate_kind_valid_from_idx")],
                 "constraints": [
-                    models.UniqueConstraint(fields=("kind", "pool", "model", "valid_from"), name="rate_unique_from"),
+                    models.UniqueConstraint(
+                        fields=("kind", "pool", "model", "currency", "valid_from"), name="rate_unique_from"
+                    ),
                     models.CheckConstraint(
                         condition=models.Q(("kind__in", ["gpu_hour", "cpu_hour", "llm_prompt", "llm_completion"])),
                         name="rate_kind_valid",

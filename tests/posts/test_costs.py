@@ -419,3 +419,44 @@ def test_the_ledger_admin_totals_per_artist_and_month_and_a_producer_sees_only_t
     assert [row["artist__stage_name"] for row in producer_page.context["cost_totals"]] == ["Lin Yue"]
     assert producer_page.context["cost_grand"]["total"] == "3.0000"
     assert "Other Team" not in producer_page.content.decode()
+
+
+def test_ops_add_a_rate_in_the_admin_and_a_rate_in_force_can_no_longer_be_edited():
+    from django.urls import reverse
+
+    from tests.posts.test_views import logged_in
+
+    ops = make_user(role=roles.OPS)
+    page = logged_in(ops)
+    future = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+
+    added = page.post(
+        reverse("admin:factory_rate_add"),
+        {
+            "kind": RateKind.GPU_HOUR,
+            "pool": "",
+            "model": "",
+            "price": "2.50",
+            "valid_from_0": timezone.localtime(future).strftime("%Y-%m-%d"),
+            "valid_from_1": timezone.localtime(future).strftime("%H:%M:%S"),
+            "note": "December offer",
+        },
+    )
+    in_force = rate(RateKind.GPU_HOUR, "3.60")
+
+    assert added.status_code == 302, added.content[:500]
+    new = Rate.objects.get(note="December offer")
+    assert (new.price, new.currency, new.created_by) == (Decimal("2.50"), "USD", ops)
+    form = page.get(reverse("admin:factory_rate_change", args=[in_force.pk])).content.decode()
+    assert 'name="price"' not in form  # history: a new price is a new rate
+    assert 'name="price"' in page.get(reverse("admin:factory_rate_change", args=[new.pk])).content.decode()
+
+
+def test_rates_in_another_currency_than_mcn_currency_are_not_used(post, settings):
+    rate(RateKind.GPU_HOUR, "3.60")
+    job = finished(f"post.{post.pk}/render", gpu_seconds=3600)
+    settings.MCN_CURRENCY = "CNY"
+
+    assert job_cost(job) == Decimal("0")  # the USD rate is not a CNY price
+    rate(RateKind.GPU_HOUR, "26")
+    assert job_cost(job) == Decimal("26.000000")
