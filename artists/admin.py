@@ -1,15 +1,19 @@
+from decimal import Decimal
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery, Sum
 from django.http import Http404
 from django.urls import reverse
 from django.utils.html import format_html
 
-from artists.models import ApiToken, Artist, ArtistImage, Source, Voice, Wardrobe
+from artists.models import ApiToken, Artist, ArtistImage, BudgetState, Source, Voice, Wardrobe
 from artists.selectors import artists_visible_to
-from artists.services import api_token_create, api_token_revoke
-from mcn_site.lib.admin import ScopedAdmin, thumbnail
+from artists.services import api_token_create, api_token_revoke, artist_budget_lift
+from mcn_site.lib.admin import ScopedAdmin, badge, thumbnail
 from mcn_site.lib.forms import AdminModelForm, CommaSeparatedField
+from mcn_site.lib.months import month_of
 from mcn_site.lib.roles import is_ops
 
 
@@ -105,7 +109,8 @@ class ArtistForm(AdminModelForm):
 class ArtistAdmin(ScopedAdmin):
     form = ArtistForm
     scope = staticmethod(artists_visible_to)
-    list_display = ["face_thumb", "stage_name", "niche", "voice", "active", "post_count"]
+    list_display = ["face_thumb", "stage_name", "niche", "voice", "active", "post_count", "budget_this_month"]
+    actions = ["lift_budget"]
     list_display_links = ["face_thumb", "stage_name"]
     list_filter = ["niche", "active"]
     list_select_related = ["voice"]
@@ -116,7 +121,10 @@ class ArtistAdmin(ScopedAdmin):
     autocomplete_fields = ["voice"]
     filter_horizontal = ["allowed_wardrobes", "default_sources", "members"]
     inlines = [ArtistImageInline]
-    readonly_fields = ["face_preview", "related_links", "created_at", "updated_at", "sanity_id"]
+    readonly_fields = [
+        *("face_preview", "related_links", "created_at", "updated_at", "sanity_id"),
+        *("budget_this_month", "budget_lifted"),
+    ]
     fieldsets = [
         (
             "🧬 DNA",
@@ -142,16 +150,78 @@ class ArtistAdmin(ScopedAdmin):
             },
         ),
         ("⚙️ Config", {"fields": ["voice", "allowed_wardrobes", "default_sources", "members"]}),
+        (
+            "💰 Budget",
+            {
+                "fields": ["monthly_budget", "budget_this_month", "budget_lifted"],
+                "description": "What a month of production may cost. From 80 % the storyboard pages warn; at "
+                "100 % new production is refused until ops lift the budget for the month (action in the list).",
+            },
+        ),
         ("Work", {"fields": ["related_links", "created_at", "updated_at", "sanity_id"]}),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_posts=Count("posts", distinct=True))
+        # This month's spend: the cost ledger (posts.CostEntry) reached through its relation, as a subquery
+        # (a join would multiply with the posts counted beside it); artists imports no other app.
+        ledger = Artist._meta.get_field("cost_entries").related_model
+        spend = (
+            ledger.objects.filter(artist=OuterRef("pk"), month=month_of())
+            .values("artist")
+            .annotate(total=Sum("amount"))
+            .values("total")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_posts=Count("posts", distinct=True), month_spend=Subquery(spend[:1]))
+        )
 
     def get_readonly_fields(self, request, obj=None):
-        # Only ops decide who works on an artist.
+        # Only ops decide who works on an artist, and what a month of it may cost.
         fields = list(super().get_readonly_fields(request, obj))
-        return fields if is_ops(request.user) else [*fields, "members"]
+        return fields if is_ops(request.user) else [*fields, "members", "monthly_budget"]
+
+    def has_lift_permission(self, request) -> bool:
+        return is_ops(request.user)
+
+    @admin.action(description="Lift this month's budget (ops)", permissions=["lift"])
+    def lift_budget(self, request, queryset):
+        month = month_of()
+        for artist in queryset:
+            artist_budget_lift(artist_id=artist.pk, actor=request.user, month=month)
+            self.log_change(request, artist, f"Budget lifted for {month}.")
+        self.message_user(
+            request, f"Budget lifted for {month}: {queryset.count()} artist(s) may produce again.", messages.SUCCESS
+        )
+
+    @admin.display(description="This month")
+    def budget_this_month(self, artist):
+        spent = getattr(artist, "month_spend", None)
+        if spent is None and artist.pk and not hasattr(artist, "month_spend"):
+            spent = artist.cost_entries.filter(month=month_of()).aggregate(total=Sum("amount"))["total"]
+        spent = spent or Decimal("0")
+        text = f"{settings.MCN_CURRENCY} {spent.quantize(Decimal('0.01'))}"
+        if artist.monthly_budget is None:
+            return text
+        state = artist.budget_state(spent=spent, month=month_of())
+        share = f"{spent / artist.monthly_budget * 100:.0f} %" if artist.monthly_budget else "100 %"
+        label = f"{text} of {artist.monthly_budget} ({share})"
+        colours = {
+            BudgetState.WARNING: "#d97706",
+            BudgetState.EXCEEDED: "#dc2626",
+            BudgetState.LIFTED: "#0284c7",
+        }
+        if state in colours:
+            return format_html("{} {}", label, badge(BudgetState(state).label, colours[state]))
+        return label
+
+    @admin.display(description="Lifted")
+    def budget_lifted(self, artist):
+        if not artist.budget_lifted_month:
+            return "–"
+        who = artist.budget_lifted_by.get_username() if artist.budget_lifted_by else "someone"
+        return f"For {artist.budget_lifted_month}, by {who} on {artist.budget_lifted_at:%Y-%m-%d %H:%M}"
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

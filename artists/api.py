@@ -200,9 +200,13 @@ class ArtistSerializer(ModelCleanSerializer):
             "default_sources",
             "members",
             "active",
+            "monthly_budget",
+            "budget_lifted_month",
             "created_at",
             "updated_at",
         ]
+        # The budget is set and lifted by ops in the admin; the API shows it (its spend: /artists/<id>/costs).
+        read_only_fields = ["monthly_budget", "budget_lifted_month"]
         extra_kwargs = {"allowed_wardrobes": {"required": False}, "default_sources": {"required": False}}
 
     def validate_members(self, members):
@@ -243,6 +247,8 @@ ARTIST_EXAMPLE = OpenApiExample(
         "default_sources": [3],
         "members": [4],
         "active": True,
+        "monthly_budget": "500.00",
+        "budget_lifted_month": "",
         "created_at": "2026-01-05T09:00:00Z",
         "updated_at": "2026-01-05T09:00:00Z",
     },

@@ -1,8 +1,10 @@
 """Artists and the assets they are built from: voices, wardrobes, sources, master visuals."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -159,6 +161,17 @@ class Source(NulFreeText, models.Model):
             raise ValidationError({"max_items": "Read between 1 and 100 items per run."})
 
 
+BUDGET_WARNING_SHARE = Decimal("0.8")  # the pages warn from 80 % of the monthly budget
+
+
+class BudgetState(models.TextChoices):
+    NONE = "none", "No budget"
+    OK = "ok", "Within budget"
+    WARNING = "warning", "Over 80 % of the budget"
+    EXCEEDED = "exceeded", "Budget spent: new production refused"
+    LIFTED = "lifted", "Budget lifted by ops for this month"
+
+
 class ArtistQuerySet(models.QuerySet):
     def with_member(self, user) -> "ArtistQuerySet":
         """Artists this user is a member of."""
@@ -199,6 +212,26 @@ class Artist(NulFreeText, models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="artists", help_text="Who may work on this artist."
     )
     active = models.BooleanField(default=True)
+    # Budget: what a month of this artist's production may cost (posts.costs prices it from the ledger).
+    # Ops set it and lift it; at 80 % the pages warn, at 100 % new production is refused until lifted.
+    monthly_budget = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="In MCN_CURRENCY, per calendar month; blank = no budget. Set by ops.",
+    )
+    budget_lifted_month = models.CharField(
+        max_length=7, blank=True, editable=False, help_text="YYYY-MM: the month ops lifted the budget for."
+    )
+    budget_lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    budget_lifted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    budget_warned_month = models.CharField(
+        max_length=7, blank=True, editable=False, help_text="YYYY-MM: the month the 80 % warning was noted."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sanity_id = models.CharField(max_length=200, blank=True, editable=False, help_text=SANITY_ID_HELP)
@@ -217,6 +250,18 @@ class Artist(NulFreeText, models.Model):
 
     def __str__(self) -> str:
         return self.stage_name
+
+    def budget_state(self, *, spent: Decimal, month: str) -> str:
+        """Where `spent` (this month's ledger total) stands against the budget: one of BudgetState."""
+        if self.monthly_budget is None:
+            return BudgetState.NONE
+        if self.budget_lifted_month == month:
+            return BudgetState.LIFTED
+        if spent >= self.monthly_budget:
+            return BudgetState.EXCEEDED
+        if spent >= self.monthly_budget * BUDGET_WARNING_SHARE:
+            return BudgetState.WARNING
+        return BudgetState.OK
 
     def clean(self) -> None:
         for field in ("content_focus", "excluded_keywords"):

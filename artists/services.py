@@ -3,10 +3,13 @@
 import hashlib
 import secrets
 
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from artists.models import ApiToken
+from artists.models import ApiToken, Artist
+from mcn_site.lib.months import parse_month
+from mcn_site.lib.roles import is_ops
 
 TOKEN_PREFIX = "mcn_"  # noqa: S105 - the public start of every key, not a secret
 
@@ -49,3 +52,18 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
     token.refresh_from_db(fields=["revoked_at"])
     return token
+
+
+@transaction.atomic
+def artist_budget_lift(*, artist_id: int, actor, month: str) -> Artist:
+    """Lift the artist's monthly budget for `month` (YYYY-MM): production is no longer refused that month.
+
+    Ops only (PermissionDenied otherwise). Returns the artist; who lifted it and when stay on the row.
+    """
+    if not is_ops(actor):
+        raise PermissionDenied("Only ops may lift an artist's budget.")
+    month = parse_month(month)
+    Artist.objects.filter(pk=artist_id).update(
+        budget_lifted_month=month, budget_lifted_by=actor, budget_lifted_at=timezone.now()
+    )
+    return Artist.objects.get(pk=artist_id)

@@ -29,7 +29,7 @@ from django.utils.timesince import timesince
 from factory import preflight, selectors, services
 from factory.comfyui import ComfyUIError
 from factory.execution import client_for
-from factory.models import GpuWorker, Job, JobEvent, JobOutput, JobStatus, Lane, WorkflowTemplate
+from factory.models import GpuWorker, Job, JobEvent, JobOutput, JobStatus, Lane, Rate, RateKind, WorkflowTemplate
 from factory.templating import infer_declarations
 from mcn_site.lib.admin import ReadOnlyAdmin, ReadOnlyInline, badge, thumbnail
 from mcn_site.lib.forms import AdminModelForm
@@ -771,3 +771,39 @@ def ops_status_view(request):
         "live_seconds": 3 * settings.FACTORY_HEARTBEAT_SECONDS,
     }
     return TemplateResponse(request, "admin/factory/status.html", context)
+
+
+# --- rates (the cost ledger's prices) ----------------------------------------------------------
+
+
+@admin.register(Rate)
+class RateAdmin(admin.ModelAdmin):
+    """Prices, ops only: a GPU hour per pool, a million LLM tokens per model, a CPU hour (factory.costs).
+
+    A rate in force is history (jobs were priced at it): change a price by adding a rate valid from now.
+    """
+
+    list_display = ["kind", "pool_or_default", "model_or_default", "price", "currency", "valid_from", "note"]
+    list_filter = ["kind", "pool", "currency"]
+    search_fields = ["model", "pool", "note"]
+    date_hierarchy = "valid_from"
+    fields = ["kind", "pool", "model", "price", "currency", "valid_from", "note", "created_by", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        machine = ["currency", "created_by", "created_at"]
+        if obj is not None and obj.valid_from <= timezone.now():
+            return [*machine, "kind", "pool", "model", "price", "valid_from"]
+        return machine
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="GPU pool", ordering="pool")
+    def pool_or_default(self, rate):
+        return rate.pool or ("default" if rate.kind == RateKind.GPU_HOUR else "–")
+
+    @admin.display(description="LLM model", ordering="model")
+    def model_or_default(self, rate):
+        return rate.model or ("any other" if rate.kind in (RateKind.LLM_PROMPT, RateKind.LLM_COMPLETION) else "–")

@@ -8,11 +8,14 @@ names the work, and a later job for the same work supersedes an earlier one (it 
 """
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from factory.templating import manifest_problems, result_node_problems, template_problems
 
@@ -315,3 +318,88 @@ class GpuWorker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RateKind(models.TextChoices):
+    GPU_HOUR = "gpu_hour", "GPU hour (per pool)"
+    CPU_HOUR = "cpu_hour", "CPU hour (TTS and render jobs)"
+    LLM_PROMPT = "llm_prompt", "Million LLM prompt tokens (per model)"
+    LLM_COMPLETION = "llm_completion", "Million LLM completion tokens (per model)"
+
+
+def _default_currency() -> str:
+    return settings.MCN_CURRENCY
+
+
+class Rate(models.Model):
+    """A price, valid from an instant until a later row of the same kind, pool and model replaces it.
+
+    A price change is a new row (valid from now): a job is priced at the rates valid when it finished
+    (factory.costs), so history keeps the prices it was made at. `pool` (GPU hours) is a declared GPU
+    pool, blank for the default pool (also the price of a pool without a row of its own); `model`
+    (LLM tokens) is the model the answer names, blank for the default row of every other model.
+    """
+
+    kind = models.CharField(max_length=20, choices=RateKind.choices)
+    pool = models.SlugField(
+        max_length=50, blank=True, verbose_name="GPU pool", help_text="GPU hours: blank = the default pool."
+    )
+    model = models.CharField(
+        max_length=200, blank=True, verbose_name="LLM model", help_text="LLM tokens: blank = any other model."
+    )
+    price = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Per hour (GPU, CPU) or per million tokens (LLM), in the currency.",
+    )
+    currency = models.CharField(max_length=3, default=_default_currency, editable=False)
+    valid_from = models.DateTimeField(
+        default=timezone.now, help_text="From when jobs are priced at it (a later row of the same kind replaces it)."
+    )
+    note = models.CharField(max_length=200, blank=True, help_text="Where the price comes from (invoice, offer).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["kind", "pool", "model", "-valid_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "pool", "model", "currency", "valid_from"], name="rate_unique_from"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=RateKind.values), name="rate_kind_valid"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="rate_price_not_negative"),
+            # A pool only prices GPU hours, a model only LLM tokens.
+            models.CheckConstraint(condition=Q(kind="gpu_hour") | Q(pool=""), name="rate_pool_only_gpu"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["llm_prompt", "llm_completion"]) | Q(model=""), name="rate_model_only_llm"
+            ),
+        ]
+        # factory.costs.rate_at: the latest row of a kind (and pool/model) valid at an instant.
+        indexes = [models.Index(fields=["kind", "valid_from"], name="rate_kind_valid_from_idx")]
+
+    def __str__(self) -> str:
+        what = self.pool or self.model or "default"
+        return f"{self.get_kind_display()} [{what}]: {self.price} {self.currency} from {self.valid_from:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        from factory.queues import DEFAULT_POOL, pool_problem  # factory.queues imports this module
+
+        if self.pool == DEFAULT_POOL:
+            self.pool = ""
+        errors = {}
+        if self.pool and self.kind != RateKind.GPU_HOUR:
+            errors["pool"] = "Only GPU hours are priced per pool: leave it blank."
+        elif self.pool and (problem := pool_problem(self.pool)):
+            errors["pool"] = problem
+        if self.model and self.kind not in (RateKind.LLM_PROMPT, RateKind.LLM_COMPLETION):
+            errors["model"] = "Only LLM tokens are priced per model: leave it blank."
+        if self.currency != settings.MCN_CURRENCY:
+            errors["price"] = (
+                f"This rate is in {self.currency} but the ledger counts in {settings.MCN_CURRENCY} (MCN_CURRENCY): "
+                "add a new rate instead."
+            )
+        if errors:
+            raise ValidationError(errors)

@@ -73,7 +73,53 @@ class SnapshotCollector(Collector):
         yield served
 
 
+class CostCollector(Collector):
+    """The cost ledger (posts.costs): all-time spend per artist and kind, this month's and last month's
+    (a bounded label set: two months, not every month ever), GPU seconds per pool, and budget use."""
+
+    def __init__(self, ledger: dict):
+        self.ledger = ledger
+
+    def collect(self):
+        c = self.ledger
+        total = GaugeMetricFamily(
+            "mcn_cost_total",
+            f"All-time spend per artist and kind ({c['currency']}): finished jobs priced at their rates.",
+            labels=["artist", "kind"],
+        )
+        monthly = GaugeMetricFamily(
+            "mcn_cost_month_total",
+            f"Spend per artist, month (this and last) and kind ({c['currency']}).",
+            labels=["artist", "month", "kind"],
+        )
+        for row in c["all_time"]:
+            for kind in ("gpu", "llm", "cpu"):
+                total.add_metric([row["artist__slug"], kind], float(row[f"{kind}_amount"]))
+        for row in c["months"]:
+            for kind in ("gpu", "llm", "cpu"):
+                monthly.add_metric([row["artist__slug"], row["month"], kind], float(row[f"{kind}_amount"]))
+        yield total
+        yield monthly
+        pools = GaugeMetricFamily(
+            "mcn_gpu_seconds_total", "GPU execution seconds of priced jobs, per pool.", labels=["pool"]
+        )
+        for pool, seconds in c["gpu_seconds"].items():
+            pools.add_metric([pool], seconds)
+        yield pools
+        used = GaugeMetricFamily(
+            "mcn_budget_used_ratio",
+            "This month's spend over the artist's monthly budget (1 = spent).",
+            labels=["artist"],
+        )
+        for slug, ratio in c["budgets"].items():
+            used.add_metric([slug], ratio)
+        yield used
+
+
 def exposition(*, now: datetime) -> bytes:
+    from posts.costs import ledger_snapshot  # posts reads factory: imported when a scrape needs it
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(ops_snapshot(now=now)))
+    registry.register(CostCollector(ledger_snapshot(now=now)))
     return generate_latest(registry)

@@ -130,6 +130,11 @@ for _pool in MCN_GPU_POOLS:
         )
 MCN_GPU_POOL = env_str("MCN_GPU_POOL", "default")  # the pool a GPU worker serves when --pool is not given
 
+# The cost ledger: every price (factory.models.Rate) and every amount is in this one currency, so sums add up.
+MCN_CURRENCY = env_str("MCN_CURRENCY", "USD").upper()
+if not re.fullmatch(r"[A-Z]{3}", MCN_CURRENCY):
+    raise ImproperlyConfigured(f"MCN_CURRENCY={MCN_CURRENCY!r} is not an ISO 4217 code (e.g. USD, CNY, EUR).")
+
 # Queues: "gpu-vip" before "gpu" for ComfyUI jobs (a GPU worker listens to both, in that
 # order); "cpu" for TTS, LLM and assembly; "default" for small housekeeping. Each extra GPU pool
 # has its own pair, "gpu-vip.<pool>" and "gpu.<pool>" (factory.queues.gpu_queues names them).

@@ -560,3 +560,50 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         for delivery in queryset.select_related("webhook"):
             webhooks.webhook_redeliver(delivery=delivery)
         self.message_user(request, f"Queued {queryset.count()} redelivery(ies).", messages.SUCCESS)
+
+
+# --- the cost ledger ----------------------------------------------------------------------------
+
+from django.conf import settings  # noqa: E402 - the ledger admin below is self-contained
+
+from posts.costs import cost_entries_visible_to, totals, totals_by_artist_month  # noqa: E402
+from posts.models import CostEntry  # noqa: E402
+
+
+@admin.register(CostEntry)
+class CostEntryAdmin(ReadOnlyAdmin, ScopedAdmin):
+    """The cost ledger, read-only (posts.costs writes it): every priced job, with totals per artist and month
+    of what the changelist shows. Producers and reviewers see their artists' rows only."""
+
+    scope = staticmethod(cost_entries_visible_to)
+    scoped_fields = {"artist": artists_visible_to}
+    change_list_template = "admin/posts/costentry/change_list.html"
+    date_hierarchy = "finished_at"
+    list_display = [
+        *("finished_at", "artist", "post", "shot", "step", "template_name", "job_status"),
+        *("gpu_seconds", "tokens", "amount"),
+    ]
+    list_filter = ["month", ("artist", ScopedRelatedFieldListFilter), "step", "job_status", "pool"]
+    list_select_related = ["artist", "post", "shot"]
+    search_fields = ["post__title", "artist__stage_name", "template_name", "llm_model"]
+    readonly_fields = [
+        *("job", "artist", "post", "shot", "step", "job_kind", "job_status", "template_name", "pool", "llm_model"),
+        *("month", "finished_at", "gpu_seconds", "cpu_seconds", "prompt_tokens", "completion_tokens"),
+        *("gpu_amount", "llm_amount", "cpu_amount", "amount", "currency", "created_at", "updated_at"),
+    ]
+
+    @admin.display(description="Tokens")
+    def tokens(self, entry):
+        return entry.prompt_tokens + entry.completion_tokens
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:  # a redirect (bad filter) has no list
+            rows = totals_by_artist_month(changelist.queryset)
+            for row in rows:
+                row["gpu_hours"] = row["gpu_seconds"] / 3600
+            response.context_data.update(
+                cost_totals=rows, cost_grand=totals(changelist.queryset), cost_currency=settings.MCN_CURRENCY
+            )
+        return response

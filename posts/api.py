@@ -17,17 +17,18 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from artists.models import Wardrobe
+from artists.models import BudgetState, Wardrobe
 from artists.selectors import artists_visible_to
 from mcn_site.lib.api import (
     IDEMPOTENCY_KEY,
@@ -43,13 +44,16 @@ from mcn_site.lib.api import (
     idempotent,
 )
 from mcn_site.lib.downloads import media_response
+from mcn_site.lib.months import MONTH_PATTERN, month_of, parse_month
 from posts import pipeline, services
+from posts.costs import COST_PERMS, artist_costs, post_cost
 from posts.director.jobs import storyboard_generate
-from posts.models import Post, PostEvent, PostStatus, Shot
+from posts.models import CostEntry, Post, PostEvent, PostStatus, Shot
 from posts.provenance import shot_provenance, with_jobs
 from posts.selectors import (
     POST_ACTION_PERMS,
     SHOT_PERMS,
+    may,
     post_events_visible_to,
     posts_visible_to,
     shots_visible_to,
@@ -136,6 +140,57 @@ class PostSerializer(serializers.ModelSerializer):
             *("created_from_source", "created_at", "updated_at", "updated_by", "status_changed_at", "shots"),
         ]
         read_only_fields = fields
+
+
+class CostSerializer(serializers.Serializer):
+    """Sums of the cost ledger (posts.costs): amounts as decimal strings in `currency`."""
+
+    currency = serializers.CharField(help_text="MCN_CURRENCY: every amount is in it.")
+    total = serializers.DecimalField(max_digits=20, decimal_places=4)
+    gpu = serializers.DecimalField(max_digits=20, decimal_places=4, help_text="GPU hours (ComfyUI jobs).")
+    llm = serializers.DecimalField(max_digits=20, decimal_places=4, help_text="LLM tokens (the director).")
+    cpu = serializers.DecimalField(max_digits=20, decimal_places=4, help_text="CPU hours (TTS, render).")
+    gpu_seconds = serializers.FloatField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    jobs = serializers.IntegerField(help_text="Finished jobs priced (failed and cancelled ones too).")
+
+
+class PostDetailSerializer(PostSerializer):
+    cost = serializers.SerializerMethodField(help_text="What the post cost so far (null: your role sees no costs).")
+
+    class Meta(PostSerializer.Meta):
+        fields = [*PostSerializer.Meta.fields, "cost"]
+        read_only_fields = fields
+
+    @extend_schema_field(CostSerializer(allow_null=True))
+    def get_cost(self, post) -> dict | None:
+        request = self.context.get("request")
+        if request is None or not may(user=request.user, perms=COST_PERMS):
+            return None
+        return post_cost(post_id=post.pk)
+
+
+class BudgetSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=BudgetState.choices)
+    month = serializers.CharField()
+    currency = serializers.CharField()
+    budget = serializers.DecimalField(max_digits=20, decimal_places=4, allow_null=True)
+    spent = serializers.DecimalField(max_digits=20, decimal_places=4, allow_null=True)
+    message = serializers.CharField(allow_blank=True, help_text="The warning (80 %) or refusal (100 %), in words.")
+
+
+class PostCostSerializer(serializers.Serializer):
+    post = serializers.IntegerField(allow_null=True, help_text="null: a post deleted since (its spend stays).")
+    title = serializers.CharField(allow_blank=True)
+    total = serializers.DecimalField(max_digits=20, decimal_places=4)
+
+
+class ArtistCostsSerializer(CostSerializer):
+    artist = serializers.IntegerField()
+    month = serializers.CharField(help_text="YYYY-MM, in the site's time zone.")
+    budget = BudgetSerializer()
+    posts = PostCostSerializer(many=True, help_text="Spend per post this month, most expensive first (100 at most).")
 
 
 class PostEventSerializer(serializers.ModelSerializer):
@@ -288,9 +343,9 @@ def _action_schema(summary: str, request, description: str = "", *codes: int):
     ),
     retrieve=extend_schema(
         tags=POSTS,
-        summary="One post, with its storyboard",
+        summary="One post, with its storyboard and its cost so far",
         description='The `ETag` header (`"v<version>"`) goes back as If-Match on writes.',
-        responses={200: PostSerializer, **errors(403, 404)},
+        responses={200: PostDetailSerializer, **errors(403, 404)},
     ),
 )
 class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -323,7 +378,8 @@ class PostViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def retrieve(self, request, *args, **kwargs):
         post = self.get_object()
-        return Response(self.get_serializer(post).data, headers={"ETag": etag(post.version)})
+        data = PostDetailSerializer(post, context=self.get_serializer_context()).data
+        return Response(data, headers={"ETag": etag(post.version)})
 
     @extend_schema(
         tags=POSTS,
@@ -709,6 +765,36 @@ class PostEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return post_events_visible_to(user=self.request.user).select_related("actor")
 
 
+# --------------------------------------------------------------------------- costs
+
+
+class ArtistCostsView(generics.GenericAPIView):
+    """An artist's month in the cost ledger: totals split GPU / LLM / CPU, its budget, spend per post."""
+
+    queryset = CostEntry.objects.all()  # the model for HasModelPermission (posts.view_costentry)
+    permission_classes = [HasModelPermission]
+    serializer_class = ArtistCostsSerializer
+    required_perms = list(COST_PERMS)
+    filter_backends = []
+    pagination_class = None
+
+    @extend_schema(
+        tags=["costs"],
+        summary="An artist's costs in a month",
+        description="Every finished job that worked for the artist's posts, priced at the rates valid when it "
+        "finished. `month` is YYYY-MM (default: this month). Another team's artist is a 404.",
+        parameters=[
+            OpenApiParameter("month", str, pattern=MONTH_PATTERN, description="YYYY-MM (default: the current month).")
+        ],
+        responses={200: ArtistCostsSerializer, **errors(400, 403, 404)},
+    )
+    def get(self, request, pk: int):
+        artist = get_object_or_404(artists_visible_to(user=request.user), pk=pk)
+        raw = request.query_params.get("month")
+        month = parse_month(raw) if raw is not None else month_of()
+        return Response(ArtistCostsSerializer(artist_costs(artist=artist, month=month)).data)
+
+
 # --------------------------------------------------------------------------- routes
 
 # The permissions come from posts.selectors, the table the storyboard page's endpoints ask too.
@@ -767,4 +853,5 @@ urlpatterns = [
     path("shots/<int:pk>/picture", shots({"get": "picture"}, content_negotiation_class=DOWNLOAD), name="shot-picture"),
     path("shots/<int:pk>/voice", shots({"get": "voice"}, content_negotiation_class=DOWNLOAD), name="shot-voice"),
     path("post-events/", PostEventViewSet.as_view({"get": "list"}), name="postevent-list"),
+    path("artists/<int:pk>/costs", ArtistCostsView.as_view(), name="artist-costs"),
 ]

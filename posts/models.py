@@ -148,6 +148,7 @@ class PostEvent(models.Model):
         STATUS = "status", "Status changed"
         EDITED = "edited", "Edited"
         STORYBOARD = "storyboard", "Storyboard changed"
+        BUDGET = "budget", "Budget"  # the artist's month crossed 80 % of its budget (posts.costs)
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -474,3 +475,65 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.webhook} ({self.get_status_display()})"
+
+
+class CostEntryQuerySet(models.QuerySet):
+    def in_month(self, month: str) -> "CostEntryQuerySet":
+        return self.filter(month=month)
+
+
+class CostEntry(models.Model):
+    """The cost ledger: one row per finished job that worked for a post, priced once (posts.costs).
+
+    Written when the job reaches a terminal status (a failed or cancelled job costs what it consumed);
+    a job retried and finished again is priced again from its cumulative usage, in the same row. The
+    amounts keep the rates valid when the job finished (factory.costs): a later price change rewrites
+    nothing. The row outlives its shot (rewritten away) and its post (deleted): the money was spent.
+    """
+
+    # SET_NULL: the spend stays in the ledger when ops clear old jobs (one row per job while it exists).
+    job = models.OneToOneField(
+        "factory.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_entry"
+    )
+    artist = models.ForeignKey("artists.Artist", on_delete=models.PROTECT, related_name="cost_entries")
+    post = models.ForeignKey(Post, on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_entries")
+    shot = models.ForeignKey(Shot, on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_entries")
+    step = models.CharField(max_length=20, help_text="picture, voice, avatar, motion, storyboard or render.")
+    job_kind = models.CharField(max_length=20)
+    job_status = models.CharField(max_length=20)
+    template_name = models.CharField(max_length=100, blank=True)
+    pool = models.CharField(max_length=50, blank=True, help_text="The GPU pool ('' = default).")
+    llm_model = models.CharField(max_length=200, blank=True)
+    month = models.CharField(max_length=7, help_text="YYYY-MM (site time zone) the job finished in.")
+    finished_at = models.DateTimeField()
+    gpu_seconds = models.FloatField(default=0)
+    cpu_seconds = models.FloatField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    gpu_amount = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal("0"))
+    llm_amount = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal("0"))
+    cpu_amount = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal("0"))
+    amount = models.DecimalField(max_digits=16, decimal_places=6, default=Decimal("0"), help_text="The total.")
+    currency = models.CharField(max_length=3)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CostEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-finished_at", "-id"]
+        verbose_name = "cost entry"
+        verbose_name_plural = "cost ledger"
+        indexes = [
+            # An artist's month (the budget check before each production, the API, the admin's totals).
+            models.Index(fields=["artist", "month"], name="costentry_artist_month_idx"),
+            # A post's cost on its storyboard page; a step's average over history (the estimate).
+            models.Index(fields=["post", "step"], name="costentry_post_step_idx"),
+            models.Index(fields=["template_name", "step"], name="costentry_template_step_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="costentry_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.job_id} ({self.step}): {self.amount} {self.currency}"

@@ -55,7 +55,7 @@ from factory.services import (
 )
 from mcn_site.lib.logs import log_context
 from mcn_site.realtime import post_group, publish
-from posts import services, webhooks
+from posts import costs, services, webhooks
 from posts.director.jobs import storyboard_subject
 from posts.models import ASPECT_SIZES, Post, PostEvent, PostStatus, Shot, ShotStatus, ShotWorkflow
 from posts.reuse import VIDEO_SUFFIXES, Made, made_assets, output_name
@@ -281,6 +281,7 @@ def shot_generate_picture(*, shot_id: int, actor) -> Shot:
     """Queue the factory job that produces this shot's picture (refused for locked or manual shots)."""
     shot = Shot.objects.select_for_update(of=("self",)).select_related("post__artist", "post__wardrobe").get(pk=shot_id)
     services._ensure_editable(shot.post)
+    costs.budget_check(post_id=shot.post_id)  # a month over budget starts no new work (ops lift it)
     if shot.locked:
         raise ValidationError(f"Shot {shot.position} is locked: unlock it to produce it again.")
     if shot.manual_asset:
@@ -318,6 +319,7 @@ def shot_revoice(*, shot_id: int, actor) -> Shot:
         Shot.objects.select_for_update(of=("self",)).select_related("post__artist__voice", "voice_job").get(pk=shot_id)
     )
     services._ensure_editable(shot.post)
+    costs.budget_check(post_id=shot.post_id)  # a new take is new work: refused over budget like the rest
     if not shot.script.strip():
         raise ValidationError(f"Shot {shot.position} has no script: there is nothing to say.")
     if not settings.COSYVOICE_URL:
@@ -354,6 +356,7 @@ def post_produce(*, post_id: int, actor, expected_version: int | None = None) ->
 
     Returns the post; `post.started_jobs` lists the ids of the jobs this call queued.
     """
+    costs.budget_check(post_id=post_id)  # a month over budget starts no new work (ops lift it)
     post = services.post_transition(
         post_id=post_id, to_status=PostStatus.RENDERING, actor=actor, expected_version=expected_version
     )

@@ -9,6 +9,7 @@ from django.db.models.expressions import RawSQL
 
 from artists.selectors import artists_visible_to
 from mcn_site.lib.roles import is_ops
+from posts.costs import storyboard_costs
 from posts.models import ALLOWED_TRANSITIONS, Post, PostEvent, PostStatus, Shot, ShotKind
 from posts.provenance import shot_provenance, with_jobs
 
@@ -187,6 +188,9 @@ def storyboard_state(*, post, user) -> dict:
         ],
         "total_duration": float(sum(shot.duration_seconds for shot in shots)),
         "shot_kinds": [{"value": value, "label": label} for value, label in ShotKind.choices],
+        # What the post cost so far (split GPU / LLM, per shot), the artist's budget and about what the next
+        # action costs (posts.costs); None for a role that does not see costs.
+        "costs": storyboard_costs(post=post, user=user),
     }
 
 

@@ -25,6 +25,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "posts.post": _CRUD,
         "posts.shot": _CRUD,
         "posts.postevent": ["view"],
+        "posts.costentry": ["view"],  # their artists' costs (posts.costs.cost_entries_visible_to)
         "artists.apitoken": ["view", "add", "change"],  # their own tokens only (artists.admin)
     },
     REVIEWER: {
@@ -38,6 +39,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "posts.post": ["view", "change", "review"],
         "posts.shot": ["view"],
         "posts.postevent": ["view"],
+        "posts.costentry": ["view"],  # what approving will cost, on the storyboard page
         "artists.apitoken": ["view", "add", "change"],  # their own tokens only (artists.admin)
     },
     OPS: {
@@ -58,6 +60,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "factory.jobevent": ["view"],
         "factory.joboutput": ["view"],
         "factory.gpuworker": ["view"],
+        "factory.rate": _CRUD,  # the cost ledger's prices (factory.costs)
+        "posts.costentry": ["view"],  # the ledger: written by posts.costs only
         "posts.shotworkflow": _CRUD,
         "posts.prompttemplate": _CRUD,
         "posts.webhook": _CRUD,  # integrations' endpoints (URLs and signing secrets): ops only

@@ -7,6 +7,7 @@ from factory import provenance, runners, services
 from factory.models import ErrorKind, Job, JobKind
 from factory.services import job_enqueue_task
 from mcn_site.lib.text import refuse_nul
+from posts.costs import budget_check
 from posts.director.llm import Usage
 from posts.director.service import DirectorFailed, director_mode, write_storyboard
 from posts.models import Post, PostEvent
@@ -34,6 +35,7 @@ def storyboard_generate(*, post_id: int, actor, feedback: str = "") -> Job:
     refuse_nul(feedback=feedback)  # kept in the job's params and the post's trail
     post = Post.objects.select_for_update(of=("self",)).get(pk=post_id)
     _ensure_editable(post)
+    budget_check(post_id=post.pk)  # a month over budget starts no new work (ops lift it)
     working = (
         Job.objects.unfinished().filter(kind=JobKind.LLM, subject=storyboard_subject(post.pk)).order_by("-pk").first()
     )

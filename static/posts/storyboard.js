@@ -270,6 +270,13 @@ function buildSkeleton() {
     h("div", { class: "steps" }, els.shotsStep, els.renderStep),
     els.video);
   els.readonly = h("p", { class: "readonly-note", hidden: true });
+  // The cost ledger (posts.costs): what this post cost so far, the artist's budget, and about what the
+  // next action (approve / render, or a rewrite) will cost.
+  els.costSpent = h("span", { class: "cost-spent" });
+  els.costEstimate = h("span", { class: "cost-estimate" });
+  els.budget = h("p", { class: "budget-note", role: "status", hidden: true });
+  els.costs = h("section", { class: "costs", "aria-label": "Costs", hidden: true },
+    h("div", { class: "cost-line" }, els.costSpent, els.costEstimate), els.budget);
 
   const head = h("section", { class: "post-head", "aria-label": "Post" },
     h("div", { class: "post-identity" },
@@ -280,7 +287,7 @@ function buildSkeleton() {
         h("div", { class: "post-facts" }, els.status, els.edited))),
     h("div", { class: "post-tools" },
       h("a", { class: "btn btn-quiet", href: cfg.adminUrl, text: "Open in admin" })),
-    h("div", { class: "post-body" }, els.feedback, els.production, els.actions, els.feedbackForm));
+    h("div", { class: "post-body" }, els.feedback, els.production, els.costs, els.actions, els.feedbackForm));
 
   // Stays in view while scrolling: whether the page is live, whether edits are saved, and any refusal.
   els.banners = h("div", { class: "banners" });
@@ -346,6 +353,7 @@ function renderHeader() {
 
   renderProduction(post);
   renderVideo(post);
+  renderCosts();
 
   // What the user's role lets them do to the shots (posts.selectors.SHOT_PERMS): a reviewer reads,
   // approves and rejects; the server refuses the rest with a 403 anyway.
@@ -361,6 +369,29 @@ function renderHeader() {
   els.addButton.hidden = !can.add_shots;
   els.addButton.disabled = !post.editable || !can.add_shots;
   if (els.addButton.disabled) els.addForm.hidden = true;
+}
+
+const ESTIMATE_LABELS = { produce: "Approve / render", generate: "A rewrite" };
+
+function renderCosts() {
+  const costs = state.costs;
+  els.costs.hidden = !costs;
+  if (!costs) return;
+  const spent = costs.spent;
+  els.costSpent.textContent = `Cost so far: ${costs.spent_display}` +
+    ` (GPU ${spent.currency} ${spent.gpu} · LLM ${spent.currency} ${spent.llm}${Number(spent.cpu) ? ` · CPU ${spent.currency} ${spent.cpu}` : ""})`;
+  const estimate = costs.estimate;
+  els.costEstimate.hidden = !(estimate && estimate.display);
+  if (estimate && estimate.display) {
+    const basis = estimate.known ? "from past jobs" : "partly unknown: no history or price yet";
+    els.costEstimate.textContent = `${ESTIMATE_LABELS[estimate.action] || "Next"}: ${estimate.display} (${basis})`;
+    els.costEstimate.title = (estimate.lines || []).map((l) =>
+      `${l.count} × ${l.step}${l.template ? ` (${l.template})` : ""}: about ${estimate.currency} ${l.each} each, ${l.basis}`).join("\n");
+  }
+  const budget = costs.budget || {};
+  els.budget.hidden = !budget.message;
+  els.budget.textContent = budget.message || "";
+  els.budget.dataset.state = budget.state || "none";
 }
 
 // Whether this user may edit the storyboard now: the post's status allows it and so does their role.
@@ -439,6 +470,7 @@ function buildCard(id) {
   card.genHint = h("span", { class: "gen-hint" });
   // A locked shot keeps its voice whatever changes (issue 17): a new take is asked for here, by hand.
   card.revoice = h("button", { type: "button", class: "btn btn-small revoice", text: "New voice", onclick: () => revoice(id) });
+  card.cost = h("span", { class: "shot-cost" });
   card.drawnAsset = undefined;
   // The shot's voice: a player once it is in, a spinner while the voice server speaks it.
   card.voiceSpin = h("span", { class: "spinner", "aria-hidden": "true" });
@@ -478,7 +510,8 @@ function buildCard(id) {
       card.voice,
       card.clip,
       card.how,
-      h("div", { class: "gen-line" }, card.generate, card.revoice, card.genHint)));
+      h("div", { class: "gen-line" }, card.generate, card.revoice, card.genHint),
+      card.cost));
 
   // HTML5 drag and drop: dragging starts on the handle only, any card is a drop target.
   card.handle.addEventListener("dragstart", (event) => {
@@ -695,6 +728,9 @@ function updateCard(card, shot, index, last, editable) {
   updateVoice(card, shot);
   updateClip(card, shot);
   updateProvenance(card, shot);
+  const cost = state.costs && state.costs.shots[String(shot.id)];
+  card.cost.hidden = !cost;
+  card.cost.textContent = cost ? `Cost so far: ${state.costs.spent.currency} ${cost}` : "";
 
   card.generate.textContent = producing ? "Generating…" : "Generate picture";
   card.generate.disabled = frozen || Boolean(shot.manual_asset) || producing;
@@ -1292,7 +1328,7 @@ function onEvent(message) {
       }
       break;
     }
-    case "job.finished":
+    case "job.finished": // its cost is in the ledger by now (posts.costs runs before the pipeline's receiver)
       refresh();
       break;
     default:

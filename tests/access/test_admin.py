@@ -14,6 +14,7 @@ page is made by OBJECTS below, belonging to the artist whose members P and R are
 """
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.contrib import admin
@@ -22,7 +23,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from artists.services import api_token_create
+from factory.models import Rate, RateKind
 from mcn_site.lib import roles
+from posts.costs import cost_record
 from posts.models import PromptTemplate, Webhook, WebhookDelivery, WebhookEvent
 from schedules.models import ScheduleRun
 from tests.access.conftest import ROLES
@@ -71,9 +74,12 @@ ADMIN: dict[str, dict[str, dict]] = {
     # Jobs are made by the pipeline and moved by the page's Cancel / Retry actions, never edited as a form.
     "factory.job": pages(changelist=OPS_ONLY, add=NOBODY, change=by_role(403, 403, 403, VIEW)),
     "factory.workflowtemplate": OPS_TABLE,
+    "factory.rate": OPS_TABLE,  # prices: ops only
     "factory.gpuworker": pages(changelist=OPS_ONLY, add=NOBODY, change=by_role(403, 403, 403, VIEW)),
     "posts.post": pages(changelist=ALL_OK, add=PRODUCERS_ADD, change=by_role(404, EDIT, EDIT, EDIT)),
     "posts.postevent": pages(changelist=ALL_OK, add=NOBODY, change=by_role(404, VIEW, VIEW, VIEW)),
+    # The cost ledger: written by posts.costs only; each role reads its artists' rows.
+    "posts.costentry": pages(changelist=ALL_OK, add=NOBODY, change=by_role(404, VIEW, VIEW, VIEW)),
     "posts.shotworkflow": OPS_TABLE,
     "posts.prompttemplate": OPS_TABLE,
     "posts.webhook": OPS_TABLE,
@@ -103,8 +109,12 @@ def objects(people) -> dict:
         "factory.job": job,
         "factory.workflowtemplate": job.template,
         "factory.gpuworker": make_gpu_worker(),
+        "factory.rate": Rate.objects.create(kind=RateKind.GPU_HOUR, price=Decimal("3.6")),
         "posts.post": post,
         "posts.postevent": make_postevent(post=post),
+        "posts.costentry": cost_record(
+            job_id=make_job(subject=f"post.{post.pk}/render", status="succeeded", finished_at=timezone.now()).pk
+        ),
         "posts.shotworkflow": make_shot_workflow(),
         "posts.prompttemplate": PromptTemplate.objects.first(),
         "posts.webhook": webhook,

@@ -101,6 +101,8 @@ MATRIX: dict[tuple[str, str], dict[str, str | int]] = {
     ("DELETE", f"{PREFIX}shots/{{pk}}/asset"): MEMBER_PRODUCERS,
     ("POST", f"{PREFIX}shots/{{pk}}/revoice"): MEMBER_PRODUCERS,  # a new take of the voice: posts.change_shot
     ("GET", f"{PREFIX}post-events/"): EVERYONE,
+    # the cost ledger (posts.api): an artist's month, for every role on their own artists
+    ("GET", f"{PREFIX}artists/{{pk}}/costs"): MEMBERS_READ,
     # downloads (posts.api): the files of a post of the members' artist
     ("GET", f"{PREFIX}posts/{{pk}}/video"): MEMBERS_READ,
     ("GET", f"{PREFIX}shots/{{pk}}/picture"): MEMBERS_READ,

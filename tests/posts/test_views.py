@@ -827,8 +827,9 @@ def storyboard_with(producer, shots: int) -> Post:
 
 
 # session, user, is_ops' groups, the post (joined), its shots (jobs joined), the user's and their groups'
-# permissions (what the page may offer, cached for the request): nothing per shot.
-STATE_QUERIES = 7
+# permissions (what the page may offer, cached for the request), the post's cost ledger (one grouped
+# query, posts.costs): nothing per shot.
+STATE_QUERIES = 8
 
 
 @pytest.mark.parametrize("shots", [5, 30])
