@@ -217,8 +217,10 @@ class Job(models.Model):
         indexes = [
             # Admin job list and the queue panel: filter by status and lane, newest first.
             models.Index(fields=["status", "lane", "created_at"], name="job_status_lane_created_idx"),
-            # Callers look up their jobs by subject (post.42/shot.7).
-            models.Index(fields=["subject"], name="job_subject_idx"),
+            # Callers look up their jobs by subject (post.42/shot.7), and by its prefix: a post's jobs
+            # ("post.42/%": the content cache, the ledger), a work's supersedings. On PostgreSQL a LIKE
+            # 'prefix%' uses a btree only with the pattern operator class (other databases ignore it).
+            models.Index(fields=["subject"], name="job_subject_idx", opclasses=["varchar_pattern_ops"]),
             # The reconciler's scan: unfinished jobs only.
             models.Index(
                 fields=["heartbeat_at"],

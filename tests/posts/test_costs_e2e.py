@@ -32,7 +32,9 @@ def test_every_job_of_a_produced_post_is_priced_once_in_the_ledger(workers, six_
     wait_for(lambda: CostEntry.objects.filter(post=post).count() == jobs.count(), what="every job to be priced")
 
     assert post.status == PostStatus.DONE, post.failure
-    assert jobs.count() == 3 + 5 + 1  # three voices, five pictures, the render
+    # Three voices, two pictures (the five stills have two distinct inputs: the post's content cache makes
+    # each once, tests/posts/test_production_e2e.py), the render.
+    assert jobs.count() == 3 + 2 + 1
     entries = list(CostEntry.objects.filter(post=post).select_related("job"))
     assert {entry.job_id for entry in entries} == set(jobs.values_list("pk", flat=True))
     assert sorted({entry.step for entry in entries}) == ["picture", "render", "voice"]

@@ -357,3 +357,19 @@ def test_production_reads_the_posts_made_files_in_a_fixed_number_of_queries_what
         assert Job.objects.count() == jobs_before + 1  # the render only: every voice came from the post's jobs
         assert all(shot.voice_asset for shot in post.shots.all())
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the production database's plan (CI runs PostgreSQL)")
+def test_the_content_cache_reads_a_post_s_jobs_through_the_subject_index():
+    """made_assets finds a post's jobs by subject prefix ("post.42/shot.%") at every production and estimate:
+    an index scan however many jobs the factory has run (job_subject_idx uses the pattern operator class)."""
+    with CaptureQueriesContext(connection) as queries:
+        pipeline.made_assets(post_id=42)
+    jobs_query = queries[0]["sql"]
+    assert "LIKE" in jobs_query
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # tiny test tables: ask whether an index can serve
+        cursor.execute(f"EXPLAIN {jobs_query}")
+        plan = [row[0] for row in cursor.fetchall()]
+    assert not [line for line in plan if "Seq Scan" in line], plan
+    assert any("job_subject_idx" in line for line in plan), plan
