@@ -1047,6 +1047,12 @@ class FakeComfyUI:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="fake-comfyui", daemon=True)
         self._thread.start()
+        # The thread runs the loop a moment later: wait for it (on a busy machine _call found it not yet running).
+        deadline = time.monotonic() + 15
+        while not self._loop.is_running():
+            if time.monotonic() > deadline:
+                raise RuntimeError("FakeComfyUI's loop thread did not start within 15 s")
+            time.sleep(0.001)
         self._call(self._boot)
         return self
 
